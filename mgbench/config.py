@@ -46,7 +46,7 @@ class DataConfig:
     name: str = "shapes"
     root: str | None = None  # folder of the files for real datasets
     resolution: int = 32
-    train_size: int = 20_000  # shapes: images generated; real data: at most this many (0 = all)
+    train_size: int = 20_000  # shapes: images generated; real data: at most this many
     reference_size: int = 2_000  # held-out images that samples are scored against
     seed: int = 0  # fixes the dataset and its split; the same for every job
 

@@ -14,8 +14,8 @@ ALL_MODELS = ["dcgan", "vae", "cgan", "lapgan"]
 _CPU_WIDTHS: dict[str, dict[str, Any]] = {
     "dcgan": {"ngf": 32, "ndf": 32},
     "cgan": {"ngf": 32, "ndf": 32},
-    "vae": {"width": 32},
-    "lapgan": {"width": 32},
+    "vae": {"ngf": 32, "ndf": 32},
+    "lapgan": {"width": 32, "coarse_g_hidden": 600, "coarse_d_hidden": 300},
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -30,8 +30,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model_overrides": {
             "dcgan": {"ngf": 16, "ndf": 16},
             "cgan": {"ngf": 16, "ndf": 16},
-            "vae": {"width": 16},
-            "lapgan": {"width": 16},
+            "vae": {"ngf": 16, "ndf": 16},
+            "lapgan": {"width": 16, "coarse_g_hidden": 128, "coarse_d_hidden": 64},
         },
     },
     # The default of `mgbench run`: 4 models × 3 seeds on shapes at 32 px, ≤ 10 min on 2 CPU cores.

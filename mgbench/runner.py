@@ -1,0 +1,164 @@
+"""A run: check everything that can be checked up front, then execute its jobs, one process each.
+
+One process per job means a crash or a memory peak belongs to that job alone, and the per-job
+peak RSS is honest. Finished jobs are skipped when a run directory is reused (resume).
+
+Exit statuses of jobs: ``ok``, ``diverged`` (NaN/Inf loss), ``oom``, ``failed`` (an exception),
+``crashed`` (the process died: killed, segfault).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import multiprocessing
+import os
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from mgbench import manifest, registry
+from mgbench.config import RunConfig
+from mgbench.errors import UsageError
+from mgbench.job import Job, load_data, resolve_device, run_job
+from mgbench.results import ResultsStore
+from mgbench.train import Diverged
+
+log = logging.getLogger(__name__)
+
+
+def plan(config: RunConfig) -> list[Job]:
+    """The job grid, after checking models, hyper-parameters and data before anything trains."""
+    registry.import_plugins(config.plugins)
+    classes = {name: registry.get_model_class(name) for name in config.models}
+    for name in config.model_overrides:
+        if name not in config.models:
+            raise UsageError(
+                f"hyper-parameters given for model {name!r}, which is not in this run",
+                f"models in this run: {', '.join(config.models)}",
+            )
+    spec = load_data(config, "reference").spec()  # also proves the data files are readable
+    for name, cls in classes.items():
+        hparams = registry.model_config(name, config.model_overrides.get(name))
+        try:
+            cls.check_data(hparams, spec)
+        except UsageError as err:
+            raise UsageError(f"model {name!r} on {config.data.name}: {err.problem}", err.fix) from None
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device {config.device!r} asked for, but CUDA is not available",
+                         "use --device cpu or auto")
+    return [Job(m, s, config) for m in config.models for s in config.seeds]
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Only one `mgbench run` per run directory at a time."""
+    handle = (run_dir / ".lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UsageError(f"another mgbench run is using {run_dir}",
+                         "wait for it to finish, or choose another --name / --out") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def prepare_run_dir(config: RunConfig) -> Path:
+    """Create the run directory; a directory of a different config is never overwritten."""
+    run_dir = config.run_dir
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        saved = run_dir / "config.json"
+        if saved.exists():
+            if json.loads(saved.read_text()) != config.to_dict():
+                raise UsageError(
+                    f"{run_dir} holds a run with another config",
+                    f"resume it with `mgbench run --resume {run_dir}`, or choose another --name / --out",
+                )
+        else:
+            _write_atomic(saved, config.to_json())
+    except PermissionError as err:
+        raise UsageError(f"cannot write to the run directory {run_dir}: {err.strerror}",
+                         "choose a writable folder with --out") from None
+    return run_dir
+
+
+def execute(config: RunConfig) -> int:
+    """Run every unfinished job of ``config``; returns 0 if all are ok, 1 if some failed."""
+    jobs = plan(config)
+    run_dir = prepare_run_dir(config)
+    with run_lock(run_dir):
+        _write_atomic(run_dir / "manifest.json",
+                      json.dumps(manifest.collect(resolve_device(config.device)), indent=2))
+        store = ResultsStore(run_dir / "results.csv")
+        done = store.finished()
+        todo = [j for j in jobs if (j.model, j.seed) not in done]
+        if len(todo) < len(jobs):
+            log.info("resuming %s: %d of %d jobs already finished", run_dir, len(jobs) - len(todo), len(jobs))
+        statuses = []
+        with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="jobs", position=0,
+                  dynamic_ncols=True) as bar:
+            for job in todo:
+                row = run_in_subprocess(job, run_dir)
+                store.add(row)
+                statuses.append(row["status"])
+                bar.set_postfix_str(f"{job.id}: {row['status']}")
+                bar.update(1)
+    failed = [s for s in statuses if s != "ok"]
+    if failed:
+        log.warning("%d of %d jobs did not finish ok (see status and message in results.csv)",
+                    len(failed), len(statuses))
+    return 1 if failed else 0
+
+
+def run_in_subprocess(job: Job, run_dir: Path) -> dict[str, Any]:
+    """Run ``job`` in a fresh process; a job that raises or dies still gives a row."""
+    result_path = run_dir / "jobs" / f"{job.id}.json"
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.unlink(missing_ok=True)
+    ctx = multiprocessing.get_context("spawn")  # no state inherited from the parent
+    proc = ctx.Process(target=_job_process, args=(job.to_dict(), str(run_dir), str(result_path)))
+    proc.start()
+    proc.join()
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    return _failure_row(job, "crashed", f"job process died with exit code {proc.exitcode}")
+
+
+def _job_process(job_dict: dict[str, Any], run_dir: str, result_path: str) -> None:
+    """Entry point of a job's process: always leaves a result file behind, unless killed."""
+    job = Job.from_dict(job_dict)
+    try:
+        row = run_job(job, Path(run_dir))
+    except Diverged as err:
+        row = _failure_row(job, "diverged", str(err))
+    except torch.OutOfMemoryError as err:
+        row = _failure_row(job, "oom", str(err).splitlines()[0])
+    except Exception as err:  # noqa: BLE001 - recorded, the other jobs go on
+        log_path = Path(run_dir) / "logs" / f"{job.id}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(traceback.format_exc())
+        row = _failure_row(job, "failed", f"{type(err).__name__}: {err} (traceback: {log_path})")
+    _write_atomic(Path(result_path), json.dumps(row))
+
+
+def _failure_row(job: Job, status: str, message: str) -> dict[str, Any]:
+    cfg = job.config
+    return {"model": job.model, "dataset": cfg.data.name, "resolution": cfg.data.resolution,
+            "seed": job.seed, "status": status, "message": message}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

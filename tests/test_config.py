@@ -1,0 +1,57 @@
+import dataclasses
+
+import pytest
+
+from mgbench import presets
+from mgbench.config import RunConfig, merge
+from mgbench.errors import UsageError
+
+
+@pytest.mark.parametrize("name", sorted(presets.PRESETS))
+def test_every_preset_builds(name):
+    cfg = RunConfig.from_dict(presets.preset(name))
+    assert cfg.name == name
+    assert set(cfg.models) == {"dcgan", "vae", "cgan", "lapgan"}
+
+
+def test_json_round_trip():
+    cfg = RunConfig.from_dict(presets.preset("quick"))
+    again = RunConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    assert dataclasses.asdict(again) == dataclasses.asdict(cfg)
+
+
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ({"modles": ["dcgan"]}, ["modles", "models"]),
+        ({"data": {"resolutoin": 32}}, ["data.resolutoin", "data.resolution"]),
+        ({"train": {"steps": -5}}, ["train.steps", "positive"]),
+        ({"train": {"batch_size": 0}}, ["train.batch_size", "positive"]),
+        ({"train": {"steps": "many"}}, ["train.steps", "int"]),
+        ({"train": {"steps": True}}, ["train.steps", "int"]),
+        ({"data": {"resolution": 24}}, ["power of two"]),
+        ({"seeds": [-1]}, ["seeds"]),
+        ({"seeds": 3}, ["seeds", "list"]),
+        ({"models": []}, ["no models"]),
+        ({"device": "tpu"}, ["device", "cuda"]),
+        ({"data": 5}, ["data", "table"]),
+    ],
+)
+def test_invalid_config_names_the_problem(raw, words):
+    with pytest.raises(UsageError) as err:
+        RunConfig.from_dict(raw)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_unknown_preset_lists_valid_ones():
+    with pytest.raises(UsageError, match="quick"):
+        presets.preset("quik")
+
+
+def test_merge_is_deep_and_does_not_mutate():
+    base = {"a": 1, "t": {"x": 1, "y": 2}}
+    out = merge(base, {"t": {"y": 3}})
+    assert out == {"a": 1, "t": {"x": 1, "y": 3}}
+    assert base == {"a": 1, "t": {"x": 1, "y": 2}}

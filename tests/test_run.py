@@ -1,0 +1,77 @@
+"""End to end: `mgbench run` through the CLI, as a user runs it."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mgbench.cli import main
+from mgbench.results import TIMING_COLUMNS
+
+pytestmark = pytest.mark.slow
+TESTS = Path(__file__).parent
+
+
+def run(*argv: str) -> int:
+    return main(["run", *argv])
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    assert run("--preset", "smoke", "--out", str(out)) == 0
+    return out / "smoke"
+
+
+def test_smoke_run_writes_every_output(smoke_dir):
+    results = pd.read_csv(smoke_dir / "results.csv")
+    assert sorted(results["model"]) == ["cgan", "dcgan", "lapgan", "vae"]
+    assert (results["status"] == "ok").all(), results[["model", "status", "message"]]
+    assert (results["steps"] == 40).all()
+    for model in results["model"]:
+        assert (smoke_dir / "samples" / f"{model}-seed0.png").stat().st_size > 0
+        assert len(pd.read_csv(smoke_dir / "losses" / f"{model}-seed0.csv")) == 4  # log_every 10
+        assert (smoke_dir / "checkpoints" / f"{model}-seed0.pt").exists()
+    manifest = json.loads((smoke_dir / "manifest.json").read_text())
+    for key in ("python", "versions", "cpu", "torch_threads", "device", "command"):
+        assert key in manifest
+    assert manifest["versions"]["torch-fidelity"] == "0.4.0"
+    config = json.loads((smoke_dir / "config.json").read_text())
+    assert config["train"]["steps"] == 40
+
+
+def test_rerun_of_a_finished_run_skips_every_job(smoke_dir):
+    before = (smoke_dir / "results.csv").read_bytes()
+    assert run("--resume", str(smoke_dir)) == 0
+    assert (smoke_dir / "results.csv").read_bytes() == before
+
+
+def test_same_command_twice_gives_identical_results(tmp_path):
+    argv = ["--preset", "smoke", "--models", "dcgan,lapgan", "--steps", "20"]
+    assert run(*argv, "--out", str(tmp_path / "a")) == 0
+    assert run(*argv, "--out", str(tmp_path / "b")) == 0
+    a, b = (pd.read_csv(tmp_path / d / "smoke" / "results.csv") for d in "ab")
+    pd.testing.assert_frame_equal(a.drop(columns=TIMING_COLUMNS), b.drop(columns=TIMING_COLUMNS))
+    for model in ("dcgan", "lapgan"):
+        grid = f"samples/{model}-seed0.png"
+        assert (tmp_path / "a/smoke" / grid).read_bytes() == (tmp_path / "b/smoke" / grid).read_bytes()
+        losses = f"losses/{model}-seed0.csv"
+        assert (tmp_path / "a/smoke" / losses).read_text() == (tmp_path / "b/smoke" / losses).read_text()
+
+
+def test_outside_model_runs_through_the_same_path(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))  # the job process inherits sys.path (spawn)
+    code = run("--preset", "smoke", "--plugin", "plugin_models", "--models", "pixel-gaussian",
+               "--out", str(tmp_path))
+    assert code == 0
+    results = pd.read_csv(tmp_path / "smoke" / "results.csv")
+    assert list(results["model"]) == ["pixel-gaussian"] and results["status"][0] == "ok"
+    assert (tmp_path / "smoke" / "samples" / "pixel-gaussian-seed0.png").exists()
+
+
+def test_unknown_model_exits_2_without_traceback(tmp_path, capsys):
+    assert run("--models", "dcgna", "--out", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "dcgna" in err and "dcgan" in err and "Traceback" not in err
+    assert not (tmp_path / "quick").exists()  # nothing written before the check
