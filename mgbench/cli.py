@@ -48,7 +48,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         "deterministic": True if args.deterministic else None,
         "data": {"name": args.dataset, "root": args.data_root, "resolution": args.resolution},
         "train": {"steps": args.steps, "batch_size": args.batch_size},
-        "eval": {"num_samples": args.num_samples},
+        "eval": {"num_samples": args.num_samples, "feature_extractor": args.feature_extractor,
+                 "weights": args.weights},
     }
     raw = merge(merge(base, file_cfg), _drop_none(flags))
     return RunConfig.from_dict(raw)
@@ -102,6 +103,8 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, help="training steps per job")
     run.add_argument("--batch-size", type=int)
     run.add_argument("--num-samples", type=int, help="samples scored per job")
+    run.add_argument("--feature-extractor", help="auto (default), inception or domain")
+    run.add_argument("--weights", help="Inception weights file for --feature-extractor inception")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     run.add_argument("--deterministic", action="store_true", help="deterministic kernels (GPU)")
     run.add_argument("--out", help="parent folder of run directories (default: runs)")

@@ -72,9 +72,17 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     num_samples: int = 2_000  # samples per job that are scored
+    feature_extractor: str = "auto"  # auto (inception if its weights are present, else domain) | inception | domain
+    weights: str | None = None  # Inception weights file (default: the torch hub cache)
+    lpips_pairs: int = 500  # random sample pairs for LPIPS diversity
 
     def __post_init__(self) -> None:
-        _positive(self, "num_samples")
+        _positive(self, "num_samples", "lpips_pairs")
+        if self.feature_extractor not in ("auto", "inception", "domain"):
+            raise UsageError(f"unknown feature extractor {self.feature_extractor!r}",
+                             "valid: auto, inception, domain")
+        if self.num_samples < 10:
+            raise UsageError(f"eval.num_samples must be at least 10, got {self.num_samples}")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from mgbench.config import RunConfig
 from mgbench.contract import GenerativeModel
 from mgbench.data import ImageSet, load_dataset, to_uint8
 from mgbench.data.batches import BatchSampler
+from mgbench.evaluate import Evaluator, cost
 from mgbench.train import Checkpointer, train
 
 GRID_COLUMNS = 8
@@ -114,10 +115,12 @@ def save_grid(model: GenerativeModel, path: Path, seed: int) -> None:
     save_image(images.float().cpu(), path, nrow=GRID_COLUMNS, normalize=True, value_range=(-1, 1))
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+def peak_memory_mb(device: torch.device) -> float:
+    """GPU: peak memory allocated by torch. CPU: peak resident memory of this job's process."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB, macOS: bytes
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def run_job(job: Job, run_dir: Path, progress_position: int = 1) -> dict[str, Any]:
@@ -157,7 +160,14 @@ def run_job(job: Job, run_dir: Path, progress_position: int = 1) -> dict[str, An
     t_sample = time.perf_counter()
     samples = draw_samples(model, cfg.eval.num_samples, sample_seed)
     sample_seconds = time.perf_counter() - t_sample
-    del samples  # scored by mgbench.evaluate (issue: scoring)
+
+    evaluator = Evaluator(cfg, device, load_data(cfg, "reference"), data)
+    scores = evaluator.score(samples, job.seed, eval_labels(model, len(samples)))
+    scores.update(evaluator.reconstruction(model))
+    idx = sampler.indices(0)
+    costs = cost(model, data.images[idx].to(device), None if data.labels is None or not model.conditional
+                 else data.labels[idx].to(device))
+    train_img_per_s = _rate(state.timed_steps * cfg.train.batch_size, state.train_seconds)
 
     _write_history(run_dir / "losses" / f"{job.id}.csv", state.history)
     final = state.history[-1] if state.history else {}
@@ -172,13 +182,14 @@ def run_job(job: Job, run_dir: Path, progress_position: int = 1) -> dict[str, An
         "message": "",
         "device": str(device),
         "deterministic": cfg.deterministic,
-        "init_seed": seeding.derive_seed(job.model, job.seed, "init"),
-        "sample_seed": sample_seed,
         **{f"loss_{k}": v for k, v in final.items() if k != "step"},
+        **scores,
         **{f"params_{k}": v for k, v in model.num_parameters().items()},
-        "train_img_per_s": _rate(state.timed_steps * cfg.train.batch_size, state.train_seconds),
+        **costs,
+        "train_img_per_s": train_img_per_s,
         "sample_img_per_s": _rate(cfg.eval.num_samples, sample_seconds),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "achieved_tflops": round(costs["train_gflops_per_img"] * train_img_per_s / 1e3, 4),
+        "peak_mem_mb": round(peak_memory_mb(device), 1),
         "wall_s": round(time.perf_counter() - t0, 2),
     }
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 KEY = ["model", "seed"]
 # Columns that measure the machine, not the model: they differ between identical runs.
-TIMING_COLUMNS = ["wall_s", "train_img_per_s", "sample_img_per_s", "peak_rss_mb"]
+TIMING_COLUMNS = ["wall_s", "train_img_per_s", "sample_img_per_s", "achieved_tflops", "peak_mem_mb"]
 
 
 class ResultsStore:

@@ -23,14 +23,18 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from mgbench import manifest, registry
+from mgbench import manifest, registry, seeding
 from mgbench.config import RunConfig
+from mgbench.data import ImageSet
 from mgbench.errors import UsageError
+from mgbench.evaluate import Evaluator, resolve_extractor
 from mgbench.job import Job, load_data, resolve_device, run_job
 from mgbench.results import ResultsStore
 from mgbench.train import Diverged
 
 log = logging.getLogger(__name__)
+
+CALIBRATION = ("real-data", "noise")
 
 
 def plan(config: RunConfig) -> list[Job]:
@@ -50,6 +54,7 @@ def plan(config: RunConfig) -> list[Job]:
             cls.check_data(hparams, spec)
         except UsageError as err:
             raise UsageError(f"model {name!r} on {config.data.name}: {err.problem}", err.fix) from None
+    resolve_extractor(config)  # a missing weights file stops the run here, before training
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"device {config.device!r} asked for, but CUDA is not available",
                          "use --device cpu or auto")
@@ -98,8 +103,14 @@ def execute(config: RunConfig) -> int:
     jobs = plan(config)
     run_dir = prepare_run_dir(config)
     with run_lock(run_dir):
-        _write_atomic(run_dir / "manifest.json",
-                      json.dumps(manifest.collect(resolve_device(config.device)), indent=2))
+        device = resolve_device(config.device)
+        # Built once here so the domain classifier and the reference features are trained and
+        # cached before the jobs, which then read them from the cache.
+        train = load_data(config, "train")
+        evaluator = Evaluator(config, device, load_data(config, "reference"), train)
+        info = manifest.collect(device)
+        info["feature_extractor"] = evaluator.describe()
+        _write_atomic(run_dir / "manifest.json", json.dumps(info, indent=2))
         store = ResultsStore(run_dir / "results.csv")
         done = store.finished()
         todo = [j for j in jobs if (j.model, j.seed) not in done]
@@ -114,11 +125,34 @@ def execute(config: RunConfig) -> int:
                 statuses.append(row["status"])
                 bar.set_postfix_str(f"{job.id}: {row['status']}")
                 bar.update(1)
+        for name, seed in calibration_jobs(config):
+            if (name, seed) not in done:
+                store.add(score_calibration(name, seed, config, evaluator, train))
     failed = [s for s in statuses if s != "ok"]
     if failed:
         log.warning("%d of %d jobs did not finish ok (see status and message in results.csv)",
                     len(failed), len(statuses))
     return 1 if failed else 0
+
+
+def calibration_jobs(config: RunConfig) -> list[tuple[str, int]]:
+    """The pseudo-models scored beside the models: the noise floor and the ceiling of each metric."""
+    return [(name, seed) for name in CALIBRATION for seed in config.seeds]
+
+
+def score_calibration(name: str, seed: int, config: RunConfig, evaluator: Evaluator,
+                      train: ImageSet) -> dict[str, Any]:
+    """``real-data``: real training images scored like samples (the best a model can hope for);
+    ``noise``: uniform noise images (the worst)."""
+    n = config.eval.num_samples
+    gen = seeding.generator(seeding.derive_seed(name, seed))
+    if name == "real-data":
+        images = train.images[torch.randperm(len(train), generator=gen)[:n]]
+    else:
+        images = torch.randint(0, 256, (n, *train.images.shape[1:]), generator=gen, dtype=torch.uint8)
+    row = _failure_row(Job(name, seed, config), "ok", "")
+    row.update(evaluator.score(images, seed))
+    return row
 
 
 def run_in_subprocess(job: Job, run_dir: Path) -> dict[str, Any]:
