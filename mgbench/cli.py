@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mgbench import presets, registry
+from mgbench import presets, registry, score
 from mgbench.config import RunConfig, load_toml, merge
 from mgbench.contract import DataSpec
 from mgbench.errors import UsageError
@@ -66,9 +66,11 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mgbench.runner import execute
+    from mgbench.runner import check_determinism, execute
 
     config = build_config(args)
+    if args.check_determinism:
+        return check_determinism(config)
     print(f"mgbench run: {len(config.models)} models × {len(config.seeds)} seeds on "
           f"{config.data.name} {config.data.resolution}px → {config.run_dir}", file=sys.stderr)
     return execute(config)
@@ -110,11 +112,15 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="parent folder of run directories (default: runs)")
     run.add_argument("--name", help="run directory name (default: the preset's)")
     run.add_argument("--plugin", action="append", help="module that registers models (repeatable)")
+    run.add_argument("--check-determinism", action="store_true",
+                     help="run the first job twice and report any difference (exit 1 if any)")
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="the registered models")
     lst.add_argument("--plugin", action="append", help="module that registers models (repeatable)")
     lst.set_defaults(func=cmd_list)
+
+    score.add_command(sub)
     return parser
 
 

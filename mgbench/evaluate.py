@@ -35,6 +35,7 @@ from mgbench.features.domain import domain_extractor
 from mgbench.features.extract import Extractor, extract_features, reference_features
 from mgbench.features.inception import InceptionExtractor, find_inception_weights
 from mgbench.features.lpips_net import lpips_distance, lpips_diversity, lpips_model
+from mgbench.features.weights import safe_load_state_dict
 from mgbench.metrics.frechet import feature_statistics, fid_infinity, frechet_distance
 from mgbench.metrics.knn import prdc
 from mgbench.metrics.modes import conditional_accuracy, mode_coverage
@@ -73,6 +74,15 @@ def resolve_extractor(config: RunConfig) -> str:
             raise
         return "domain"
     return "inception"
+
+
+def check_extractor(config: RunConfig) -> str:
+    """:func:`resolve_extractor`, and for inception also read the weights file safely now, so a
+    corrupt file or one holding pickled code stops the run before anything trains."""
+    kind = resolve_extractor(config)
+    if kind == "inception":
+        safe_load_state_dict(find_inception_weights(config.eval.weights))
+    return kind
 
 
 def dataset_key(config: RunConfig) -> dict[str, Any]:

@@ -27,9 +27,9 @@ from mgbench import manifest, registry, seeding
 from mgbench.config import RunConfig
 from mgbench.data import ImageSet
 from mgbench.errors import UsageError
-from mgbench.evaluate import Evaluator, resolve_extractor
+from mgbench.evaluate import Evaluator, check_extractor
 from mgbench.job import Job, load_data, resolve_device, run_job
-from mgbench.results import ResultsStore
+from mgbench.results import TIMING_COLUMNS, ResultsStore
 from mgbench.train import Diverged
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def plan(config: RunConfig) -> list[Job]:
             cls.check_data(hparams, spec)
         except UsageError as err:
             raise UsageError(f"model {name!r} on {config.data.name}: {err.problem}", err.fix) from None
-    resolve_extractor(config)  # a missing weights file stops the run here, before training
+    check_extractor(config)  # a missing or unsafe weights file stops the run here, before training
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"device {config.device!r} asked for, but CUDA is not available",
                          "use --device cpu or auto")
@@ -92,7 +92,7 @@ def prepare_run_dir(config: RunConfig) -> Path:
                 )
         else:
             _write_atomic(saved, config.to_json())
-    except PermissionError as err:
+    except OSError as err:
         raise UsageError(f"cannot write to the run directory {run_dir}: {err.strerror}",
                          "choose a writable folder with --out") from None
     return run_dir
@@ -103,6 +103,13 @@ def execute(config: RunConfig) -> int:
     jobs = plan(config)
     run_dir = prepare_run_dir(config)
     with run_lock(run_dir):
+        store = ResultsStore(run_dir / "results.csv")
+        done = store.finished()
+        todo = [j for j in jobs if (j.model, j.seed) not in done]
+        for job in todo:
+            job.checkpointer(run_dir).verify()
+        if len(todo) < len(jobs):
+            log.info("resuming %s: %d of %d jobs already finished", run_dir, len(jobs) - len(todo), len(jobs))
         device = resolve_device(config.device)
         # Built once here so the domain classifier and the reference features are trained and
         # cached before the jobs, which then read them from the cache.
@@ -111,11 +118,7 @@ def execute(config: RunConfig) -> int:
         info = manifest.collect(device)
         info["feature_extractor"] = evaluator.describe()
         _write_atomic(run_dir / "manifest.json", json.dumps(info, indent=2))
-        store = ResultsStore(run_dir / "results.csv")
-        done = store.finished()
-        todo = [j for j in jobs if (j.model, j.seed) not in done]
-        if len(todo) < len(jobs):
-            log.info("resuming %s: %d of %d jobs already finished", run_dir, len(jobs) - len(todo), len(jobs))
+
         statuses = []
         with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="jobs", position=0,
                   dynamic_ncols=True) as bar:
@@ -133,6 +136,35 @@ def execute(config: RunConfig) -> int:
         log.warning("%d of %d jobs did not finish ok (see status and message in results.csv)",
                     len(failed), len(statuses))
     return 1 if failed else 0
+
+
+def check_determinism(config: RunConfig) -> int:
+    """Run the first job twice in scratch directories and report every column that differs."""
+    import tempfile
+
+    job = plan(config)[0]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mgbench-determinism-") as tmp:
+        for attempt in ("a", "b"):
+            run_dir = Path(tmp) / attempt
+            run_dir.mkdir()
+            rows.append(run_in_subprocess(job, run_dir))
+        grids = [(Path(tmp) / a / "samples" / f"{job.id}.png") for a in ("a", "b")]
+        same_grid = all(g.exists() for g in grids) and grids[0].read_bytes() == grids[1].read_bytes()
+    differ = [k for k in sorted(set(rows[0]) | set(rows[1]))
+              if k not in TIMING_COLUMNS and rows[0].get(k) != rows[1].get(k)]
+    if rows[0]["status"] != "ok":
+        print(f"{job.id}: {rows[0]['status']}: {rows[0]['message']}")
+        return 1
+    if differ or not same_grid:
+        for k in differ:
+            print(f"{job.id}: {k} differs: {rows[0].get(k)!r} vs {rows[1].get(k)!r}")
+        if not same_grid:
+            print(f"{job.id}: the sample grids differ")
+        return 1
+    print(f"{job.id}: two runs gave identical results ({len(rows[0])} columns, timing columns aside) "
+          "and identical sample grids")
+    return 0
 
 
 def calibration_jobs(config: RunConfig) -> list[tuple[str, int]]:

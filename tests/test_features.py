@@ -23,6 +23,8 @@ from mgbench.features import domain, inception, lpips_net
 from mgbench.features.extract import extract_features, reference_features
 from mgbench.features.weights import file_sha256, safe_load_state_dict
 
+from fake_weights import random_inception_state
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -96,37 +98,13 @@ def test_inception_missing_weights_message_names_file_folder_and_alternative(tmp
         inception.find_inception_weights(tmp_path / "elsewhere" / "w.pth")
 
 
-def random_inception_state(monkeypatch) -> dict[str, torch.Tensor]:
-    """torch-fidelity's Inception-v3 layout (built with loading disabled), random values."""
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    with monkeypatch.context() as m:
-        m.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state, strict=True: None)
-        empty = io.BytesIO()
-        torch.save({}, empty)
-        empty.seek(0)
-        layout = FeatureExtractorInceptionV3("x", ["2048"], feature_extractor_weights_path=empty).state_dict()
-    g = torch.Generator().manual_seed(0)
-    state = {}
-    for name, t in layout.items():
-        if not t.is_floating_point():
-            state[name] = t.clone()
-        elif name.endswith("running_var"):
-            state[name] = torch.rand(t.shape, generator=g) + 0.5
-        else:
-            state[name] = torch.randn(t.shape, generator=g) * 0.05
-    assert len(state) > 400  # the whole network, not a stub
-    return state
-
-
 def test_inception_end_to_end_on_random_weights(tmp_path, monkeypatch):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    state = random_inception_state(monkeypatch)
     path = tmp_path / "hub" / "checkpoints" / inception.WEIGHTS_FILE
     path.parent.mkdir(parents=True)
-    torch.save(state, path)
+    torch.save(random_inception_state(), path)
 
     ex = inception.InceptionExtractor(device="cpu")
     assert ex.weights_sha256 == file_sha256(path)
