@@ -67,6 +67,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "steps", "batch_size", "checkpoint_every", "log_every")
+        if self.checkpoint_every % self.log_every:
+            # A checkpoint inside a log window would lose the window's partial loss sums on resume.
+            raise UsageError(
+                f"train.checkpoint_every ({self.checkpoint_every}) must be a multiple of "
+                f"train.log_every ({self.log_every})", "so that a resumed run logs the same losses")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ class Job:
     def from_dict(cls, raw: dict[str, Any]) -> Job:
         return cls(raw["model"], raw["seed"], RunConfig.from_dict(raw["config"]))
 
+    def checkpointer(self, run_dir: Path) -> Checkpointer:
+        return Checkpointer(run_dir / "checkpoints", self.id, self.spec_hash())
+
     def spec_hash(self) -> str:
         """What a checkpoint must match: everything that changes training, not where files go."""
         cfg = self.config.to_dict()
@@ -138,7 +141,7 @@ def run_job(job: Job, run_dir: Path, progress_position: int = 1) -> dict[str, An
     data = load_data(cfg, "train")
     model = registry.create_model(job.model, data.spec(), cfg.model_overrides.get(job.model), device)
     sampler = BatchSampler(len(data), cfg.train.batch_size, seeding.derive_seed(job.model, job.seed, "data"))
-    checkpointer = Checkpointer(run_dir / "checkpoints", job.id, job.spec_hash())
+    checkpointer = job.checkpointer(run_dir)
     state = checkpointer.load(model)  # None unless resuming
 
     bar = tqdm(total=cfg.train.steps, initial=state.step if state else 0, desc=job.id,

@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import importlib
+from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 

@@ -28,7 +28,7 @@ class ResultsStore:
         if df.empty:
             return set()
         ok = df[df["status"] == "ok"]
-        return {(str(m), int(s)) for m, s in zip(ok["model"], ok["seed"])}
+        return {(str(m), int(s)) for m, s in zip(ok["model"], ok["seed"], strict=True)}
 
     def add(self, row: dict[str, Any]) -> None:
         """Insert or replace the row of one job; rows stay sorted by (model, seed)."""

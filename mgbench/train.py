@@ -65,10 +65,10 @@ class Checkpointer:
         tmp_meta.write_text(json.dumps(meta))
         os.replace(tmp_meta, self.meta_path)
 
-    def load(self, model: GenerativeModel) -> TrainState | None:
-        """Restore model and RNG state from the checkpoint, if there is one for this spec."""
+    def verify(self) -> None:
+        """Raise :class:`UsageError` if a checkpoint exists that another model or config wrote."""
         if not self.path.exists():
-            return None
+            return
         try:
             meta = json.loads(self.meta_path.read_text())
         except (OSError, ValueError):
@@ -78,6 +78,12 @@ class Checkpointer:
                 f"checkpoint {self.path} was written by another model or config",
                 "resume with the config it was made with, or delete the checkpoint to start over",
             )
+
+    def load(self, model: GenerativeModel) -> TrainState | None:
+        """Restore model and RNG state from the checkpoint, if there is one for this spec."""
+        if not self.path.exists():
+            return None
+        self.verify()
         try:
             payload = torch.load(self.path, map_location=model.device, weights_only=True)
         except Exception as err:  # noqa: BLE001 - any unreadable file is the same problem

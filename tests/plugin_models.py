@@ -51,3 +51,39 @@ class PixelGaussian(GenerativeModel):
         noise = torch.randn((n, *self.net.mean.shape), generator=generator, device=self.device)
         with torch.no_grad():
             return (self.net.mean + noise * self.net.log_std.exp()).clamp(-1, 1)
+
+
+@register_model("test-diverges")
+class Diverges(PixelGaussian):
+    """Its loss turns NaN after a few steps: the job must end with status ``diverged``."""
+
+    description = "diverges (test plugin)"
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        losses = super().train_step(images, labels)
+        self.steps = getattr(self, "steps", 0) + 1
+        return {"nll": losses["nll"] * (float("nan") if self.steps > 5 else 1.0)}
+
+
+@register_model("test-raises")
+class Raises(PixelGaussian):
+    """Raises inside a training step: the job must end with status ``failed``."""
+
+    description = "raises (test plugin)"
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        raise RuntimeError("boom in train_step")
+
+
+@register_model("test-dies")
+class Dies(PixelGaussian):
+    """Kills its own process (as the OOM killer would): the job must end with status ``crashed``."""
+
+    description = "dies (test plugin)"
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
