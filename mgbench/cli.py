@@ -15,6 +15,8 @@ from mgbench import presets, registry, score
 from mgbench.config import RunConfig, load_toml, merge
 from mgbench.contract import DataSpec
 from mgbench.errors import UsageError
+from mgbench.report.commands import add_commands as add_report_commands
+from mgbench.report.commands import build_report
 
 EXIT_USAGE = 2
 
@@ -73,7 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return check_determinism(config)
     print(f"mgbench run: {len(config.models)} models × {len(config.seeds)} seeds on "
           f"{config.data.name} {config.data.resolution}px → {config.run_dir}", file=sys.stderr)
-    return execute(config)
+    code = execute(config)
+    print(build_report(config.run_dir), end="")  # failed jobs show on the page too
+    return code
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -121,6 +125,7 @@ def make_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=cmd_list)
 
     score.add_command(sub)
+    add_report_commands(sub)
     return parser
 
 

@@ -29,12 +29,12 @@ from mgbench.data import ImageSet
 from mgbench.errors import UsageError
 from mgbench.evaluate import Evaluator, check_extractor
 from mgbench.job import Job, load_data, resolve_device, run_job
+from mgbench.report.aggregate import CALIBRATION
 from mgbench.results import TIMING_COLUMNS, ResultsStore
 from mgbench.train import Diverged
 
 log = logging.getLogger(__name__)
 
-CALIBRATION = ("real-data", "noise")
 
 
 def plan(config: RunConfig) -> list[Job]:
