@@ -26,7 +26,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seeds": [0],
         "data": {"name": "shapes", "resolution": 16, "train_size": 2_000, "reference_size": 500},
         "train": {"steps": 40, "batch_size": 32, "checkpoint_every": 20, "log_every": 10},
-        "eval": {"num_samples": 500},
+        "eval": {"num_samples": 500, "lpips_pairs": 100},
         "model_overrides": {
             "dcgan": {"ngf": 16, "ndf": 16},
             "cgan": {"ngf": 16, "ndf": 16},

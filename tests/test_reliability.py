@@ -97,7 +97,9 @@ def test_check_determinism_reports_identical_runs(tmp_path, capsys):
 
 
 def test_checkpoint_from_another_config_is_refused(tmp_path, capsys):
-    cfg = RunConfig.from_dict(dict(preset("smoke"), models=["dcgan"], out=str(tmp_path)))
+    smoke = preset("smoke")
+    cfg = RunConfig.from_dict(dict(smoke, models=["dcgan"], out=str(tmp_path),
+                                   model_overrides={"dcgan": smoke["model_overrides"]["dcgan"]}))
     ckpt = tmp_path / "smoke" / "checkpoints"
     ckpt.mkdir(parents=True)
     (tmp_path / "smoke" / "config.json").write_text(cfg.to_json())
