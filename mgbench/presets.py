@@ -44,16 +44,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval": {"num_samples": 2_000},
         "model_overrides": _CPU_WIDTHS,
     },
-    # Real data on a CPU: the MNIST test split (users point --data-root at their MNIST folder).
-    "mnist": {
-        "name": "mnist",
-        "models": ALL_MODELS,
-        "seeds": [0, 1, 2],
-        "data": {"name": "mnist", "resolution": 32, "train_size": 60_000, "reference_size": 2_000},
-        "train": {"steps": 600, "batch_size": 64, "checkpoint_every": 200, "log_every": 25},
-        "eval": {"num_samples": 2_000},
-        "model_overrides": _CPU_WIDTHS,
-    },
     # For a GPU and real data: the papers' widths, batch 128 (DCGAN) and 50k samples for FID.
     "standard": {
         "name": "standard",
@@ -63,6 +53,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"steps": 50_000, "batch_size": 128, "checkpoint_every": 5_000, "log_every": 100},
         "eval": {"num_samples": 50_000},
     },
+}
+
+# Real data on a CPU: the MNIST test split here (users point --data-root at their MNIST folder).
+PRESETS["mnist"] = {
+    **PRESETS["quick"],
+    "name": "mnist",
+    "data": {"name": "mnist", "resolution": 32, "train_size": 60_000, "reference_size": 2_000},
 }
 
 
