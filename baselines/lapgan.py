@@ -37,6 +37,8 @@ import torch
 from torch import nn
 
 from baselines.nets import (
+    adam,
+    bf16_autocast,
     check_image_data,
     evaluating,
     gan_update,
@@ -61,6 +63,7 @@ class LAPGANConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     conditional_on_class: bool = False
+    bf16: bool = False  # bfloat16 autocast in training steps (baselines.nets.bf16_autocast): faster where native
 
 
 class CoarseGenerator(nn.Module):
@@ -171,7 +174,7 @@ class LAPGAN(GenerativeModel):
                 init_dcgan_weights(net)
                 net.to(self.device)
                 self.networks[name] = net
-                self.optimizers[name] = torch.optim.Adam(net.parameters(), lr=config.lr, betas=betas)
+                self.optimizers[name] = adam(net.parameters(), config.lr, betas, self.device)
 
     @property
     def num_levels(self) -> int:
@@ -219,9 +222,11 @@ class LAPGAN(GenerativeModel):
         y = self._labels(labels, n)
         losses: dict[str, torch.Tensor] = {}
         for k, (low, target) in enumerate(self.real_levels(images)):
-            fake, discriminate = self._level(k, low, y, n)
+            with bf16_autocast(self.device, self.config.bf16):
+                fake, discriminate = self._level(k, low, y, n)
             opt_d, opt_g = self.optimizers[f"d{k}"], self.optimizers[f"g{k}"]
-            d_loss, g_loss = gan_update(self.discriminators[k], opt_d, opt_g, discriminate, target, fake)
+            d_loss, g_loss = gan_update(self.discriminators[k], opt_d, opt_g, discriminate, target, fake,
+                                        self.config.bf16)
             losses[f"d_loss_{self.sizes[k]}px"] = d_loss
             losses[f"g_loss_{self.sizes[k]}px"] = g_loss
         return {

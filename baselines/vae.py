@@ -23,6 +23,8 @@ from typing import ClassVar
 import torch
 
 from baselines.nets import (
+    adam,
+    bf16_autocast,
     check_image_data,
     dcgan_discriminator,
     dcgan_generator,
@@ -45,6 +47,7 @@ class VAEConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     channels_last: bool = True
+    bf16: bool = False  # bfloat16 autocast in training steps (baselines.nets.bf16_autocast): faster where native
 
 
 class VAE(GenerativeModel, Reconstructs):
@@ -68,7 +71,7 @@ class VAE(GenerativeModel, Reconstructs):
             net.to(device=self.device, memory_format=self.format)
         self.networks = {"encoder": self.encoder, "decoder": self.decoder}
         params = [*self.encoder.parameters(), *self.decoder.parameters()]
-        self.optimizers = {"adam": torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, config.beta2))}
+        self.optimizers = {"adam": adam(params, config.lr, (config.beta1, config.beta2), self.device)}
 
     @classmethod
     def check_data(cls, config: VAEConfig, data: DataSpec) -> None:
@@ -76,7 +79,7 @@ class VAE(GenerativeModel, Reconstructs):
         check_image_data(cls.__name__, data)
 
     def _encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        stats = self.encoder(images.contiguous(memory_format=self.format)).flatten(1)
+        stats = self.encoder(images.contiguous(memory_format=self.format)).flatten(1).float()
         mu, logvar = stats.chunk(2, dim=1)
         return mu, logvar
 
@@ -86,9 +89,10 @@ class VAE(GenerativeModel, Reconstructs):
     def train_step(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
         opt = self.optimizers["adam"]
         opt.zero_grad(set_to_none=True)
-        mu, logvar = self._encode(images)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation (K&W §2.4)
-        recon_images = self._decode(z)
+        with bf16_autocast(self.device, self.config.bf16):
+            mu, logvar = self._encode(images)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation (K&W §2.4)
+            recon_images = self._decode(z).float()
         n = images.shape[0]
         recon = (recon_images - images).square().sum() / (2 * self.config.sigma**2 * n)
         kl = 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum() / n
