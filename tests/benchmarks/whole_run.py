@@ -1,0 +1,254 @@
+"""Heavy performance figures that do not belong in CI, printed as tables.
+
+    python tests/benchmarks/whole_run.py train     # training step: each baseline against its plain loop
+    python tests/benchmarks/whole_run.py adam      # the Adam step alone: for-loop, foreach, fused
+    python tests/benchmarks/whole_run.py harness   # mgbench.train.train against a bare loop of train_step
+    python tests/benchmarks/whole_run.py suite     # the whole metric suite against torch-fidelity's FID alone
+    python tests/benchmarks/whole_run.py memory    # peak RSS of prdc (k-NN) at N = 10k, 50k, 2048-d
+
+The machine these run on may be shared: every comparison runs its contenders interleaved
+(A, B, A, B, ...) so that a change of background load hits all of them alike, and reports the
+median and the minimum over rounds. ``--threads`` sets torch's intra-op threads (default 1: on
+a loaded 2-core machine one thread gives far steadier timings than two).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def interleaved(contenders: dict[str, Callable[[], object]], rounds: int, calls: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each contender, ``rounds`` times, the contenders taking turns."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times[name].append((time.perf_counter() - start) / calls)
+    return times
+
+
+def _ms(seconds: list[float]) -> tuple[float, float]:
+    return statistics.median(seconds) * 1e3, min(seconds) * 1e3
+
+
+# --- training step -------------------------------------------------------------------------
+
+
+def train_table(args: argparse.Namespace) -> None:
+    from bench_setup import model_batch, trainer
+    from yardsticks import plain_loop
+
+    from mgbench.contract import DataSpec
+    from mgbench.registry import create_model
+
+    cases = [("dcgan", 64, {}), ("dcgan", 32, {}), ("cgan", 32, {}), ("vae", 32, {}), ("lapgan", 32, {})]
+    if args.models:
+        cases = [c for c in cases if c[0] in args.models.split(",")]
+    print(f"| model | px | plain ms/step (median / min) | ours ms/step (median / min) | ratio median | ratio min |"
+          f"{' ours+bf16 ms (median) | ratio |' if args.bf16 else ''}")
+    print(f"|---|---|---|---|---|---|{'---|---|' if args.bf16 else ''}")
+    for name, res, overrides in cases:
+        images, labels = model_batch(res, 64)
+        torch.manual_seed(0)
+        ours = create_model(name, DataSpec(3, res, 16), overrides, "cpu")
+        plain = plain_loop(name, res, overrides)
+        contenders = {"plain": trainer(plain.step, images, labels if name == "cgan" else None),
+                      "ours": trainer(ours.train_step, images, labels if ours.conditional else None)}
+        if args.bf16:
+            torch.manual_seed(0)
+            fast = create_model(name, DataSpec(3, res, 16), {**overrides, "bf16": True}, "cpu")
+            contenders["bf16"] = trainer(fast.train_step, images, labels if fast.conditional else None)
+        for fn in contenders.values():  # warm-up: allocation, kernel choice
+            fn()
+            fn()
+        t = interleaved(contenders, args.rounds, args.calls)
+        (pm, pn), (om, on) = _ms(t["plain"]), _ms(t["ours"])
+        row = f"| {name} | {res} | {pm:.0f} / {pn:.0f} | {om:.0f} / {on:.0f} | {pm / om:.2f} | {pn / on:.2f} |"
+        if args.bf16:
+            bm, _ = _ms(t["bf16"])
+            row += f" {bm:.0f} | {pm / bm:.2f} |"
+        print(row, flush=True)
+
+
+# --- optimiser step ---------------------------------------------------------------------------
+
+
+def adam_table(args: argparse.Namespace) -> None:
+    """The Adam step alone on each baseline's parameters: for-loop, foreach and fused kernels."""
+    from bench_setup import our_model
+
+    kinds = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+    print("| model | px | parameters (tensors) | " + " | ".join(f"{k} ms (median / min)" for k in kinds) + " |")
+    print("|---|---|---|" + "---|" * len(kinds))
+    for name, res in (("dcgan", 64), ("dcgan", 32), ("vae", 32), ("lapgan", 32)):
+        model = our_model(name, res)
+        groups = [list(net.parameters()) for net in model.networks.values()]  # one optimiser per network
+        for params in groups:
+            for p in params:
+                p.grad = torch.randn_like(p)
+        contenders = {}
+        for kind, flags in kinds.items():
+            opts = [torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999), **flags) for params in groups]
+            contenders[kind] = lambda opts=opts: [o.step() for o in opts]
+        for fn in contenders.values():
+            fn()
+        t = interleaved(contenders, args.rounds, args.calls)
+        count = sum(p.numel() for params in groups for p in params)
+        tensors = sum(len(params) for params in groups)
+        cells = " | ".join("{:.1f} / {:.1f}".format(*_ms(t[k])) for k in kinds)
+        print(f"| {name} | {res} | {count:,} ({tensors}) | {cells} |", flush=True)
+
+
+# --- harness loop ---------------------------------------------------------------------------
+
+
+def harness_table(args: argparse.Namespace) -> None:
+    from bench_setup import NullModel, bare_loop, harness_loop, harness_model
+
+    steps = args.steps
+    with tempfile.TemporaryDirectory() as tmp:
+        model, data, sampler = harness_model()
+        contenders = {"bare": lambda: bare_loop(model, data, sampler, steps),
+                      "harness": lambda: harness_loop(model, data, sampler, steps, Path(tmp))}
+        for fn in contenders.values():
+            fn()
+        t = interleaved(contenders, args.rounds)
+        # The same two loops around a model that does nothing: the loop's own cost per step.
+        null, null_steps = NullModel(data.spec()), 2000
+        nulls = {"bare": lambda: bare_loop(null, data, sampler, null_steps),
+                 "harness": lambda: harness_loop(null, data, sampler, null_steps, Path(tmp))}
+        n = interleaved(nulls, args.rounds)
+    (bm, bn), (hm, hn) = _ms(t["bare"]), _ms(t["harness"])
+    (nbm, nbn), (nhm, nhn) = (tuple(v * 1e3 / null_steps for v in _ms(n[k])) for k in ("bare", "harness"))
+    print(f"| loop | ms per {steps} DCGAN steps (median / min) | µs per no-op step (median / min) |")
+    print("|---|---|---|")
+    print(f"| bare train_step loop | {bm:.0f} / {bn:.0f} | {nbm:.0f} / {nbn:.0f} |")
+    print(f"| mgbench.train.train | {hm:.0f} / {hn:.0f} | {nhm:.0f} / {nhn:.0f} |")
+    overhead_ms = (nhm - nbm) / 1e3  # medians
+    step_ms = bm / steps
+    print(f"ratio bare/harness: median {bm / hm:.3f}, min {bn / hn:.3f} (target ≥ 0.97)")
+    print(f"harness bookkeeping {overhead_ms * 1e3:.0f} µs/step (no-op medians) beside a {step_ms:.0f} ms step: "
+          f"ratio {step_ms / (step_ms + overhead_ms):.4f}")
+
+
+# --- metric suite against torch-fidelity ------------------------------------------------------
+
+
+def suite_table(args: argparse.Namespace) -> None:
+    from bench_setup import SuiteSetup
+
+    for kind, n in (("domain", args.n_domain), ("inception", args.n_inception)):
+        if n <= 0:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            setup = SuiteSetup(kind, n, Path(tmp))
+            contenders = {"mgbench suite": setup.suite, "torch-fidelity FID": setup.fidelity_fid}
+            t = interleaved(contenders, args.rounds)
+        (sm, sn), (fm, fn) = _ms(t["mgbench suite"]), _ms(t["torch-fidelity FID"])
+        print(f"{kind} extractor, N = {n}: mgbench suite {sm / 1e3:.2f} s (min {sn / 1e3:.2f}), "
+              f"torch-fidelity FID alone {fm / 1e3:.2f} s (min {fn / 1e3:.2f}); "
+              f"ratio {sm / fm:.2f} (min/min {sn / fn:.2f}), target ≤ 1.5", flush=True)
+        if args.breakdown:
+            for part, seconds in setup.breakdown().items():
+                print(f"    {part:28s} {seconds:8.2f} s")
+
+
+# --- prdc memory -----------------------------------------------------------------------------
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def memory_child(n: int, d: int, dtype: str) -> None:
+    """Run prdc once on N×d random features (real and fake); print peak RSS before and after (MiB)."""
+    from mgbench.metrics.knn import prdc
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(n, d, generator=g, dtype=getattr(torch, dtype))
+    fake = torch.randn(n, d, generator=g, dtype=getattr(torch, dtype)).mul_(1.1)  # in place: no temporary
+    before = _rss_mib()
+    start = time.perf_counter()
+    prdc(real=real, fake=fake)
+    print(json.dumps({"n": n, "d": d, "dtype": dtype, "rss_with_inputs_mib": round(before, 1),
+                      "rss_peak_mib": round(_rss_mib(), 1), "seconds": round(time.perf_counter() - start, 1)}))
+
+
+def memory_table(args: argparse.Namespace) -> None:
+    baseline = subprocess.run([sys.executable, "-c", "import resource, torch, mgbench.metrics.knn;"
+                               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"],
+                              capture_output=True, text=True, check=True)
+    base = float(baseline.stdout)
+    print(f"interpreter + torch + mgbench: {base:.0f} MiB peak RSS")
+    print("| N | d | dtype | inputs 2·N·d MiB | RSS with inputs MiB | peak RSS MiB | prdc's own peak MiB "
+          "| prdc's own / (N·d·bytes) | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n in args.sizes:
+        for d in args.dims:
+            for dtype in args.dtypes:
+                cmd = [sys.executable, __file__, "--threads", str(args.threads), "memory-child", str(n), str(d), dtype]
+                child = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                out = json.loads(child.stdout.splitlines()[-1])
+                inputs = 2 * n * d * torch.tensor([], dtype=getattr(torch, dtype)).element_size() / 2**20
+                own = out["rss_peak_mib"] - out["rss_with_inputs_mib"]  # what prdc adds on top of its inputs
+                print(f"| {n} | {d} | {dtype} | {inputs:.0f} | {out['rss_with_inputs_mib']:.0f} | "
+                      f"{out['rss_peak_mib']:.0f} | {own:.0f} | {own / (inputs / 2):.2f} | {out['seconds']} |",
+                      flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--calls", type=int, default=2, help="steps per contender per round")
+    p.add_argument("--models", default="", help="comma-separated subset, e.g. dcgan,vae")
+    p.add_argument("--bf16", action="store_true", help="add each baseline with bf16=True")
+    p = sub.add_parser("adam")
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--calls", type=int, default=3)
+    p = sub.add_parser("harness")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=50)
+    p = sub.add_parser("suite")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--n-domain", type=int, default=2_000, help="samples scored with the domain extractor (0: skip)")
+    p.add_argument("--n-inception", type=int, default=0,
+                   help="samples scored with Inception-v3 (random weights; about 0.4 s per image here)")
+    p.add_argument("--breakdown", action="store_true", help="time each metric of the suite once")
+    p = sub.add_parser("memory")
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
+    p.add_argument("--dims", type=int, nargs="+", default=[2048])
+    p.add_argument("--dtypes", nargs="+", default=["float32"])
+    p = sub.add_parser("memory-child")
+    p.add_argument("n", type=int)
+    p.add_argument("d", type=int)
+    p.add_argument("dtype")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    with contextlib.suppress(BrokenPipeError):
+        commands = {"train": train_table, "adam": adam_table, "harness": harness_table, "suite": suite_table,
+                    "memory": memory_table, "memory-child": lambda a: memory_child(a.n, a.d, a.dtype)}
+        commands[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
