@@ -25,10 +25,17 @@ def smoke_dir(tmp_path_factory) -> Path:
 
 
 def test_smoke_run_writes_every_output(smoke_dir):
-    results = pd.read_csv(smoke_dir / "results.csv")
-    assert sorted(results["model"]) == ["cgan", "dcgan", "lapgan", "vae"]
-    assert (results["status"] == "ok").all(), results[["model", "status", "message"]]
+    rows = pd.read_csv(smoke_dir / "results.csv")
+    assert sorted(rows["model"]) == ["cgan", "dcgan", "lapgan", "noise", "real-data", "vae"]
+    assert (rows["status"] == "ok").all(), rows[["model", "status", "message"]]
+    results = rows[~rows["model"].isin(["real-data", "noise"])]
     assert (results["steps"] == 40).all()
+    assert rows["feature_extractor"].nunique() == 1 and rows["feature_extractor"][0].startswith("domain-")
+    by_model = rows.set_index("model")
+    assert by_model.loc["real-data", "fid"] < by_model.loc["noise", "fid"]
+    assert by_model.loc["real-data", "modes_joint"] == 16  # real images cover every joint mode
+    assert {"swd_16px", "swd_8px", "swd_mean", "cond_acc", "lpips_recon"} <= set(rows.columns)
+    assert (smoke_dir / "report" / "summary.csv").exists() and (smoke_dir / "report" / "report.md").exists()
     for model in results["model"]:
         assert (smoke_dir / "samples" / f"{model}-seed0.png").stat().st_size > 0
         assert len(pd.read_csv(smoke_dir / "losses" / f"{model}-seed0.csv")) == 4  # log_every 10
@@ -65,8 +72,9 @@ def test_outside_model_runs_through_the_same_path(tmp_path, monkeypatch):
     code = run("--preset", "smoke", "--plugin", "plugin_models", "--models", "pixel-gaussian",
                "--out", str(tmp_path))
     assert code == 0
-    results = pd.read_csv(tmp_path / "smoke" / "results.csv")
-    assert list(results["model"]) == ["pixel-gaussian"] and results["status"][0] == "ok"
+    results = pd.read_csv(tmp_path / "smoke" / "results.csv").set_index("model")
+    assert sorted(results.index) == ["noise", "pixel-gaussian", "real-data"]
+    assert results.loc["pixel-gaussian", "status"] == "ok" and results.loc["pixel-gaussian", "fid"] > 0
     assert (tmp_path / "smoke" / "samples" / "pixel-gaussian-seed0.png").exists()
 
 
