@@ -47,7 +47,8 @@ def make(tmp: Path, mnist_dir: Path) -> dict[str, str]:
     torch.save({"w": Payload(tmp / "PWNED")}, tmp / "payload.pth")
     np.savez(tmp / "five_channels.npz", np.zeros((4, 16, 16, 5), dtype=np.uint8))
     (tmp / "a_file").write_text("")
-    return {k: str(v) for k, v in {"tmp": tmp, "truncated": truncated, "corrupt": corrupt, "flat": flat, "mnist": mnist_dir}.items()}
+    places = {"tmp": tmp, "truncated": truncated, "corrupt": corrupt, "flat": flat, "mnist": mnist_dir}
+    return {k: str(v) for k, v in places.items()}
 
 
 RUN = ["run", "--preset", "smoke"]

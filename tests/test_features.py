@@ -6,7 +6,6 @@ LPIPS on its random backbone (or a random stand-in for torchvision's AlexNet fil
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import pathlib
@@ -15,6 +14,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from fake_weights import random_inception_state
 from scipy import linalg
 
 from mgbench.cache import cache_key, cached
@@ -22,8 +22,6 @@ from mgbench.errors import UsageError
 from mgbench.features import domain, inception, lpips_net
 from mgbench.features.extract import extract_features, reference_features
 from mgbench.features.weights import file_sha256, safe_load_state_dict
-
-from fake_weights import random_inception_state
 
 
 @pytest.fixture(autouse=True)

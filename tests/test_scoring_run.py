@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from fake_weights import write_inception_weights
+
 from mgbench.cli import main
 from mgbench.data import load_dataset
 from mgbench.features.inception import WEIGHTS_FILE
