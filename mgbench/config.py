@@ -80,9 +80,10 @@ class EvalConfig:
     feature_extractor: str = "auto"  # auto (inception if its weights are present, else domain) | inception | domain
     weights: str | None = None  # Inception weights file (default: the torch hub cache)
     lpips_pairs: int = 500  # random sample pairs for LPIPS diversity
+    swd_images: int = 1_000  # images per set for MS-SWD: its cost (sorting 128 patches per image) grows with it
 
     def __post_init__(self) -> None:
-        _positive(self, "num_samples", "lpips_pairs")
+        _positive(self, "num_samples", "lpips_pairs", "swd_images")
         if self.feature_extractor not in ("auto", "inception", "domain"):
             raise UsageError(f"unknown feature extractor {self.feature_extractor!r}",
                              "valid: auto, inception, domain")

@@ -139,7 +139,8 @@ class Evaluator:
         out["kid_mean"], out["kid_std"] = kid["kernel_inception_distance_mean"], kid["kernel_inception_distance_std"]
         out.update(prdc(real=real, fake=fake, k_pr=3, k_dc=5))
         out["lpips_diversity"] = lpips_diversity(self.lpips, samples, self.config.eval.lpips_pairs, gen)
-        out.update(multiscale_swd(samples, self.reference.images, gen))
+        swd_n = self.config.eval.swd_images  # the first images of each set: both are in random order
+        out.update(multiscale_swd(samples[:swd_n], self.reference.images[:swd_n], gen))
         heads = {h: feats[f"logits_{h}"] for h in self.reference.factor_classes if f"logits_{h}" in feats}
         if heads:
             out.update(mode_coverage(heads, self.reference.factor_classes))
