@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -37,7 +38,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         if not saved.exists():
             raise UsageError(f"{args.resume} is not a run directory (no config.json)",
                              "give the folder that `mgbench run` wrote, e.g. runs/quick")
-        return RunConfig.from_dict(json.loads(saved.read_text()))
+        return _resume_with(RunConfig.from_dict(json.loads(saved.read_text())), args)
     file_cfg = load_toml(args.config) if args.config else {}
     base = dict(presets.preset(args.preset or file_cfg.pop("preset", None) or "quick"))
     file_cfg.pop("preset", None)
@@ -52,9 +53,20 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         "train": {"steps": args.steps, "batch_size": args.batch_size},
         "eval": {"num_samples": args.num_samples, "feature_extractor": args.feature_extractor,
                  "weights": args.weights},
+        "executor": args.executor, "workers": args.workers, "address": args.address,
     }
     raw = merge(merge(base, file_cfg), _drop_none(flags))
     return RunConfig.from_dict(raw)
+
+
+def _resume_with(saved: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """A resumed run may run its jobs another way: --executor / --workers / --address replace
+    the saved values; switching executor drops the other executor's workers / address."""
+    given = {k: v for k, v in {"executor": args.executor, "workers": args.workers,
+                               "address": args.address}.items() if v is not None}
+    if given.get("executor", saved.executor) != saved.executor:
+        given = {"workers": 1, "address": None, **given}
+    return dataclasses.replace(saved, **given) if given else saved
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +128,12 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="parent folder of run directories (default: runs)")
     run.add_argument("--name", help="run directory name (default: the preset's)")
     run.add_argument("--plugin", action="append", help="module that registers models (repeatable)")
+    run.add_argument("--executor", choices=["local", "ray"],
+                     help="local (default): job processes on this machine; ray: tasks on a Ray cluster")
+    run.add_argument("--workers", type=int, help="local: jobs at once (default 1), each with its own GPU "
+                     "if there are GPUs and an equal share of the CPU cores")
+    run.add_argument("--address", help="ray: the cluster's address, e.g. HEAD:6379 "
+                     "(default: $RAY_ADDRESS, or a new one-machine cluster)")
     run.add_argument("--check-determinism", action="store_true",
                      help="run the first job twice and report any difference (exit 1 if any)")
     run.set_defaults(func=cmd_run)

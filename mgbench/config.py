@@ -106,6 +106,13 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # model → hyper-parameters
+    # How the jobs run, not what they compute (a run may be resumed with other values).
+    executor: str = "local"  # local (processes on this machine) | ray (tasks on a Ray cluster)
+    workers: int = 1  # local: jobs at once, each with its own GPU (if any) and a share of the cores
+    address: str | None = None  # ray: the cluster, e.g. "head-node:6379" (default: $RAY_ADDRESS or a new local one)
+    num_cpus: float | None = None  # cores (torch threads) per job; default: local cores/workers, ray 1
+    num_gpus: float = 0.0  # ray: GPUs per job (Ray hides the GPUs from a task that asks for none)
+    max_retries: int = 2  # ray: reruns of a job whose worker or node died (a job's own error is final)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -116,6 +123,27 @@ class RunConfig:
             raise UsageError("models and seeds must not repeat")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise UsageError(f"unknown device {self.device!r}", "valid: auto, cpu, cuda, cuda:N")
+        self._check_executor()
+
+    def _check_executor(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise unknown_name("executor", self.executor, ["local", "ray"])
+        if self.workers < 1:
+            raise UsageError(f"workers must be at least 1, got {self.workers}")
+        if self.num_cpus is not None and self.num_cpus <= 0:
+            raise UsageError(f"num_cpus must be positive, got {self.num_cpus}")
+        if self.num_gpus < 0 or self.max_retries < 0:
+            raise UsageError(f"num_gpus and max_retries must not be negative, "
+                             f"got {self.num_gpus} and {self.max_retries}")
+        if self.executor == "local" and self.address is not None:
+            raise UsageError("an address is for the Ray executor", "add --executor ray, or drop --address")
+        if self.executor == "ray" and self.workers != 1:
+            raise UsageError("workers is for the local executor",
+                             "with --executor ray the cluster runs as many jobs at once as its "
+                             "resources allow: set num_cpus / num_gpus per job instead")
+        if self.executor == "ray" and self.device.startswith("cuda") and self.num_gpus <= 0:
+            raise UsageError(f"device {self.device!r} with the Ray executor needs GPUs per job",
+                             "set num_gpus (e.g. 1) in the config file; Ray hides GPUs from tasks that ask for none")
 
     @property
     def run_dir(self) -> Path:

@@ -1,10 +1,11 @@
 """A run: check everything that can be checked up front, then execute its jobs, one process each.
 
-One process per job means a crash or a memory peak belongs to that job alone, and the per-job
-peak RSS is honest. Finished jobs are skipped when a run directory is reused (resume).
+The jobs run through an executor (:mod:`mgbench.executors`: here, one or several at a time, or
+on a Ray cluster); each row is stored as its job finishes. Finished jobs are skipped when a run
+directory is reused (resume).
 
 Exit statuses of jobs: ``ok``, ``diverged`` (NaN/Inf loss), ``oom``, ``failed`` (an exception),
-``crashed`` (the process died: killed, segfault).
+``crashed`` (the process died: killed, segfault; on Ray, also its worker or node, retries spent).
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import multiprocessing
-import os
-import traceback
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,15 @@ from mgbench.config import RunConfig
 from mgbench.data import ImageSet
 from mgbench.errors import UsageError
 from mgbench.evaluate import Evaluator, check_extractor
-from mgbench.job import Job, load_data, resolve_device, run_job
+from mgbench.executors import Executor, failure_row, make_executor, run_in_subprocess, write_atomic
+from mgbench.job import Job, load_data, resolve_device
 from mgbench.report.aggregate import CALIBRATION
 from mgbench.results import TIMING_COLUMNS, ResultsStore
-from mgbench.train import Diverged
 
 log = logging.getLogger(__name__)
 
+# How the jobs run, not what they compute: a run may be resumed with other values of these.
+EXECUTION_FIELDS = ("executor", "workers", "address", "num_cpus", "num_gpus", "max_retries")
 
 
 def plan(config: RunConfig) -> list[Job]:
@@ -55,7 +56,8 @@ def plan(config: RunConfig) -> list[Job]:
         except UsageError as err:
             raise UsageError(f"model {name!r} on {config.data.name}: {err.problem}", err.fix) from None
     check_extractor(config)  # a missing or unsafe weights file stops the run here, before training
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
+    # On Ray the GPUs are on the cluster's nodes, not necessarily beside the driver.
+    if config.executor == "local" and config.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"device {config.device!r} asked for, but CUDA is not available",
                          "use --device cpu or auto")
     return [Job(m, s, config) for m in config.models for s in config.seeds]
@@ -85,57 +87,109 @@ def prepare_run_dir(config: RunConfig) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         saved = run_dir / "config.json"
         if saved.exists():
-            if json.loads(saved.read_text()) != config.to_dict():
+            if _what_to_compute(json.loads(saved.read_text())) != _what_to_compute(config.to_dict()):
                 raise UsageError(
                     f"{run_dir} holds a run with another config",
                     f"resume it with `mgbench run --resume {run_dir}`, or choose another --name / --out",
                 )
         else:
-            _write_atomic(saved, config.to_json())
+            write_atomic(saved, config.to_json())
     except OSError as err:
         raise UsageError(f"cannot write to the run directory {run_dir}: {err.strerror}",
                          "choose a writable folder with --out") from None
     return run_dir
 
 
+def _what_to_compute(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in EXECUTION_FIELDS}
+
+
 def execute(config: RunConfig) -> int:
     """Run every unfinished job of ``config``; returns 0 if all are ok, 1 if some failed."""
     jobs = plan(config)
-    run_dir = prepare_run_dir(config)
-    with run_lock(run_dir):
-        store = ResultsStore(run_dir / "results.csv")
-        done = store.finished()
-        todo = [j for j in jobs if (j.model, j.seed) not in done]
-        for job in todo:
-            job.checkpointer(run_dir).verify()
-        if len(todo) < len(jobs):
-            log.info("resuming %s: %d of %d jobs already finished", run_dir, len(jobs) - len(todo), len(jobs))
-        device = resolve_device(config.device)
-        # Built once here so the domain classifier and the reference features are trained and
-        # cached before the jobs, which then read them from the cache.
-        train = load_data(config, "train")
-        evaluator = Evaluator(config, device, load_data(config, "reference"), train)
-        info = manifest.collect(device)
-        info["feature_extractor"] = evaluator.describe()
-        _write_atomic(run_dir / "manifest.json", json.dumps(info, indent=2))
-
-        statuses = []
-        with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="jobs", position=0,
-                  dynamic_ncols=True) as bar:
-            for job in todo:
-                row = run_in_subprocess(job, run_dir)
-                store.add(row)
-                statuses.append(row["status"])
-                bar.set_postfix_str(f"{job.id}: {row['status']}")
-                bar.update(1)
-        for name, seed in calibration_jobs(config):
-            if (name, seed) not in done:
-                store.add(score_calibration(name, seed, config, evaluator, train))
+    executor = make_executor(config)  # Ray missing or out of reach: stop before writing anything
+    with closing(executor):
+        run_dir = prepare_run_dir(config)
+        with run_lock(run_dir):
+            statuses = _execute(config, jobs, run_dir, executor)
     failed = [s for s in statuses if s != "ok"]
     if failed:
         log.warning("%d of %d jobs did not finish ok (see status and message in results.csv)",
                     len(failed), len(statuses))
     return 1 if failed else 0
+
+
+def _execute(config: RunConfig, jobs: list[Job], run_dir: Path, executor: Executor) -> list[str]:
+    """The unfinished jobs, then the calibration rows; returns the jobs' statuses."""
+    store = ResultsStore(run_dir / "results.csv")
+    done = store.finished()
+    todo = [j for j in jobs if (j.model, j.seed) not in done]
+    for job in todo:
+        job.checkpointer(run_dir).verify()
+    if len(todo) < len(jobs):
+        log.info("resuming %s: %d of %d jobs already finished", run_dir, len(jobs) - len(todo), len(jobs))
+    device = _driver_device(config)
+    # Built once here so the domain classifier and the reference features are trained and
+    # cached before the jobs, which then read them from the cache.
+    train = load_data(config, "train")
+    evaluator = Evaluator(config, device, load_data(config, "reference"), train)
+    info = manifest.collect(device)
+    info["feature_extractor"] = evaluator.describe()
+    info["execution"] = executor.describe()
+    write_atomic(run_dir / "manifest.json", json.dumps(info, indent=2))
+
+    statuses = []
+    with GridProgress(len(jobs), len(jobs) - len(todo)) as progress:
+        for row in executor.run(todo, run_dir, progress.started):
+            store.add(row)  # at once: a killed driver keeps every finished job
+            statuses.append(row["status"])
+            progress.finished(row)
+    for name, seed in calibration_jobs(config):
+        if (name, seed) not in done:
+            store.add(score_calibration(name, seed, config, evaluator, train))
+    return statuses
+
+
+def _driver_device(config: RunConfig) -> torch.device:
+    """Where the runner scores the calibration rows. A Ray driver may have no GPU of its own."""
+    if config.executor == "ray" and config.device.startswith("cuda") and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return resolve_device(config.device)
+
+
+class GridProgress:
+    """One progress bar for the whole grid: jobs finished, with how many run and how many failed."""
+
+    def __init__(self, total: int, finished: int) -> None:
+        self.bar = tqdm(total=total, initial=finished, desc="jobs", position=0, dynamic_ncols=True)
+        self.running: set[str] = set()
+        self.failed = 0
+        self.last = ""
+        self.lock = threading.Lock()  # the local executor reports starts from its threads
+
+    def __enter__(self) -> GridProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def started(self, job: Job) -> None:
+        with self.lock:
+            self.running.add(job.id)
+            self._show()
+
+    def finished(self, row: dict[str, Any]) -> None:
+        job_id = f"{row['model']}-seed{row['seed']}"
+        with self.lock:
+            self.running.discard(job_id)
+            self.failed += row["status"] != "ok"
+            self.last = f"{job_id}: {row['status']}"
+            self.bar.update(1)
+            self._show()
+
+    def _show(self) -> None:
+        text = f"running {len(self.running)}, failed {self.failed}"
+        self.bar.set_postfix_str(f"{text}; last {self.last}" if self.last else text)
 
 
 def check_determinism(config: RunConfig) -> int:
@@ -182,49 +236,6 @@ def score_calibration(name: str, seed: int, config: RunConfig, evaluator: Evalua
         images = train.images[torch.randperm(len(train), generator=gen)[:n]]
     else:
         images = torch.randint(0, 256, (n, *train.images.shape[1:]), generator=gen, dtype=torch.uint8)
-    row = _failure_row(Job(name, seed, config), "ok", "")
+    row = failure_row(Job(name, seed, config), "ok", "")
     row.update(evaluator.score(images, seed))
     return row
-
-
-def run_in_subprocess(job: Job, run_dir: Path) -> dict[str, Any]:
-    """Run ``job`` in a fresh process; a job that raises or dies still gives a row."""
-    result_path = run_dir / "jobs" / f"{job.id}.json"
-    result_path.parent.mkdir(parents=True, exist_ok=True)
-    result_path.unlink(missing_ok=True)
-    ctx = multiprocessing.get_context("spawn")  # no state inherited from the parent
-    proc = ctx.Process(target=_job_process, args=(job.to_dict(), str(run_dir), str(result_path)))
-    proc.start()
-    proc.join()
-    if result_path.exists():
-        return json.loads(result_path.read_text())
-    return _failure_row(job, "crashed", f"job process died with exit code {proc.exitcode}")
-
-
-def _job_process(job_dict: dict[str, Any], run_dir: str, result_path: str) -> None:
-    """Entry point of a job's process: always leaves a result file behind, unless killed."""
-    job = Job.from_dict(job_dict)
-    try:
-        row = run_job(job, Path(run_dir))
-    except Diverged as err:
-        row = _failure_row(job, "diverged", str(err))
-    except torch.OutOfMemoryError as err:
-        row = _failure_row(job, "oom", str(err).splitlines()[0])
-    except Exception as err:  # noqa: BLE001 - recorded, the other jobs go on
-        log_path = Path(run_dir) / "logs" / f"{job.id}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(traceback.format_exc())
-        row = _failure_row(job, "failed", f"{type(err).__name__}: {err} (traceback: {log_path})")
-    _write_atomic(Path(result_path), json.dumps(row))
-
-
-def _failure_row(job: Job, status: str, message: str) -> dict[str, Any]:
-    cfg = job.config
-    return {"model": job.model, "dataset": cfg.data.name, "resolution": cfg.data.resolution,
-            "seed": job.seed, "status": status, "message": message}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
