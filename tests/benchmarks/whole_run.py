@@ -5,6 +5,7 @@
     python tests/benchmarks/whole_run.py harness   # mgbench.train.train against a bare loop of train_step
     python tests/benchmarks/whole_run.py suite     # the whole metric suite against torch-fidelity's FID alone
     python tests/benchmarks/whole_run.py memory    # peak RSS of prdc (k-NN) at N = 10k, 50k, 2048-d
+    python tests/benchmarks/whole_run.py command -- mgbench run   # wall time and peak RSS of a whole command
 
 The machine these run on may be shared: every comparison runs its contenders interleaved
 (A, B, A, B, ...) so that a change of background load hits all of them alike, and reports the
@@ -213,6 +214,43 @@ def memory_table(args: argparse.Namespace) -> None:
                       flush=True)
 
 
+# --- a whole command -------------------------------------------------------------------------
+
+
+def _tree_rss_mib(root: int) -> tuple[float, float]:
+    """(total RSS of ``root`` and all its descendants, largest single process) in MiB, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            pid = int(stat.parent.name)
+            children.setdefault(int(fields[1]), []).append(pid)  # field 4: parent pid
+            rss[pid] = int(fields[21]) * resource.getpagesize() / 2**20  # field 24: resident pages
+    todo, sizes = [root], []
+    while todo:
+        pid = todo.pop()
+        sizes.append(rss.get(pid, 0.0))
+        todo.extend(children.get(pid, []))
+    return sum(sizes), max(sizes)
+
+
+def command_figures(args: argparse.Namespace) -> None:
+    """Wall time and peak RSS (the whole process tree, sampled every 0.2 s) of one command."""
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    peak_total = peak_single = 0.0
+    while proc.poll() is None:
+        total, single = _tree_rss_mib(proc.pid)
+        peak_total, peak_single = max(peak_total, total), max(peak_single, single)
+        time.sleep(0.2)
+    wall = time.perf_counter() - start
+    print(f"{' '.join(cmd)}: exit {proc.returncode}, wall {wall:.0f} s, peak RSS of the process tree "
+          f"{peak_total:.0f} MiB (largest single process {peak_single:.0f} MiB)")
+    sys.exit(proc.returncode)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
@@ -238,6 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--dims", type=int, nargs="+", default=[2048])
     p.add_argument("--dtypes", nargs="+", default=["float32"])
+    p = sub.add_parser("command")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     p = sub.add_parser("memory-child")
     p.add_argument("n", type=int)
     p.add_argument("d", type=int)
@@ -246,7 +286,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     with contextlib.suppress(BrokenPipeError):
         commands = {"train": train_table, "adam": adam_table, "harness": harness_table, "suite": suite_table,
-                    "memory": memory_table, "memory-child": lambda a: memory_child(a.n, a.d, a.dtype)}
+                    "memory": memory_table, "command": command_figures,
+                    "memory-child": lambda a: memory_child(a.n, a.d, a.dtype)}
         commands[args.command](args)
 
 
