@@ -32,15 +32,24 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git_sha() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _git_sha() -> str | None:
+    return _git("rev-parse", "HEAD") or None
+
+
+def _git_dirty() -> bool | None:
+    """Whether the checkout has uncommitted changes to tracked files: the SHA alone would then
+    name code that did not produce these numbers."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
 
 
 def collect(device: torch.device) -> dict[str, Any]:
@@ -53,6 +62,7 @@ def collect(device: torch.device) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
         "git_sha": _git_sha(),
+        "git_dirty": _git_dirty(),
         "command": " ".join(["mgbench", *sys.argv[1:]]),
     }
     if device.type == "cuda":

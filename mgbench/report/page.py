@@ -33,7 +33,8 @@ def provenance(run_dir: Path) -> list[str]:
     if info.get("command"):
         facts.append(f"command `{info['command']}`")
     if info.get("git_sha"):
-        facts.append(f"git {str(info['git_sha'])[:12]}")
+        dirty = " with uncommitted changes" if info.get("git_dirty") else ""
+        facts.append(f"git {str(info['git_sha'])[:12]}{dirty}")
     if info.get("device"):
         facts.append(f"device {info['device']}")
     versions = info.get("versions") or {}
