@@ -56,6 +56,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         "executor": args.executor, "workers": args.workers, "address": args.address,
     }
     raw = merge(merge(base, file_cfg), _drop_none(flags))
+    if raw.get("executor") == "ray" and args.workers is None and "workers" not in file_cfg:
+        raw["workers"] = 1  # a preset's local workers do not apply: the cluster schedules the jobs
     return RunConfig.from_dict(raw)
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mgbench.cli import main
+from mgbench import presets
+from mgbench.cli import build_config, main, make_parser
+from mgbench.errors import UsageError
 from mgbench.executors.local import LocalExecutor, threads_per_job
 from mgbench.results import TIMING_COLUMNS
 
@@ -138,6 +140,15 @@ def test_inconsistent_executor_flags_exit_2(flags, words, tmp_path, capsys):
     err = capsys.readouterr().err
     assert all(w in err for w in words) and "Traceback" not in err
     assert not (tmp_path / "smoke").exists()
+
+
+def test_the_ray_executor_drops_a_presets_local_workers():
+    args = make_parser().parse_args(["run", "--executor", "ray"])  # quick: two local workers
+    assert presets.preset("quick")["workers"] == 2
+    assert build_config(args).workers == 1
+    args = make_parser().parse_args(["run", "--executor", "ray", "--workers", "2"])
+    with pytest.raises(UsageError, match="workers is for the local executor"):
+        build_config(args)
 
 
 def test_missing_ray_is_a_usage_error(tmp_path, capsys, monkeypatch):
