@@ -55,3 +55,16 @@ def test_merge_is_deep_and_does_not_mutate():
     out = merge(base, {"t": {"y": 3}})
     assert out == {"a": 1, "t": {"x": 1, "y": 3}}
     assert base == {"a": 1, "t": {"x": 1, "y": 2}}
+
+
+def test_the_readme_toml_example_is_a_valid_config(tmp_path):
+    from pathlib import Path
+
+    from mgbench.cli import build_config, make_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "run.toml").write_text(example)
+    cfg = build_config(make_parser().parse_args(["run", "--config", str(tmp_path / "run.toml")]))
+    assert list(cfg.models) == ["dcgan", "lapgan"] and cfg.train.steps == 2000 and cfg.workers == 2
+    assert cfg.model_overrides["dcgan"] == {"ngf": 64, "ndf": 64}
