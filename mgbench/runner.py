@@ -11,6 +11,7 @@ Exit statuses of jobs: ``ok``, ``diverged`` (NaN/Inf loss), ``oom``, ``failed`` 
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import logging
 import threading
@@ -120,7 +121,7 @@ def execute(config: RunConfig) -> int:
 
 
 def _execute(config: RunConfig, jobs: list[Job], run_dir: Path, executor: Executor) -> list[str]:
-    """The unfinished jobs, then the calibration rows; returns the jobs' statuses."""
+    """The calibration rows, then the unfinished jobs; returns the jobs' statuses."""
     store = ResultsStore(run_dir / "results.csv")
     done = store.finished()
     todo = [j for j in jobs if (j.model, j.seed) not in done]
@@ -137,6 +138,13 @@ def _execute(config: RunConfig, jobs: list[Job], run_dir: Path, executor: Execut
     info["feature_extractor"] = evaluator.describe()
     info["execution"] = executor.describe()
     write_atomic(run_dir / "manifest.json", json.dumps(info, indent=2))
+    for name, seed in calibration_jobs(config):
+        if (name, seed) not in done:
+            store.add(score_calibration(name, seed, config, evaluator, train))
+    # The jobs read the classifier and the reference features from the cache: the driver's
+    # copies would only add to the run's peak memory while they train.
+    del evaluator, train
+    gc.collect()
 
     statuses = []
     with GridProgress(len(jobs), len(jobs) - len(todo)) as progress:
@@ -144,9 +152,6 @@ def _execute(config: RunConfig, jobs: list[Job], run_dir: Path, executor: Execut
             store.add(row)  # at once: a killed driver keeps every finished job
             statuses.append(row["status"])
             progress.finished(row)
-    for name, seed in calibration_jobs(config):
-        if (name, seed) not in done:
-            store.add(score_calibration(name, seed, config, evaluator, train))
     return statuses
 
 
