@@ -8,7 +8,8 @@ from typing import Any
 
 from mgbench.errors import unknown_name
 
-ALL_MODELS = ["dcgan", "vae", "cgan", "lapgan"]
+# Slowest first: with several workers the short jobs then fill the end of the run.
+ALL_MODELS = ["lapgan", "cgan", "dcgan", "vae"]
 
 # Narrower networks than the papers' so that a laptop CPU trains all four in minutes.
 _CPU_WIDTHS: dict[str, dict[str, Any]] = {
@@ -35,13 +36,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     # The default of `mgbench run`: 4 models × 3 seeds on shapes at 32 px, ≤ 10 min on 2 CPU cores.
+    # Measured there: two jobs at once with one thread each train 1.5× more images per second
+    # than one job with two threads, and batch 32 reaches a lower FID per second than batch 64.
     "quick": {
         "name": "quick",
         "models": ALL_MODELS,
         "seeds": [0, 1, 2],
+        "workers": 2,
         "data": {"name": "shapes", "resolution": 32, "train_size": 20_000, "reference_size": 2_000},
-        "train": {"steps": 600, "batch_size": 64, "checkpoint_every": 200, "log_every": 25},
-        "eval": {"num_samples": 2_000},
+        "train": {"steps": 1_000, "batch_size": 32, "checkpoint_every": 500, "log_every": 50},
+        "eval": {"num_samples": 2_000, "swd_images": 500},
         "model_overrides": _CPU_WIDTHS,
     },
     # For a GPU and real data: the papers' widths, batch 128 (DCGAN) and 50k samples for FID.

@@ -217,8 +217,17 @@ def memory_table(args: argparse.Namespace) -> None:
 # --- a whole command -------------------------------------------------------------------------
 
 
-def _tree_rss_mib(root: int) -> tuple[float, float]:
-    """(total RSS of ``root`` and all its descendants, largest single process) in MiB, from /proc."""
+def _pss_mib(pid: int) -> float:
+    """Proportional set size: shared pages (torch's libraries) divided among the processes that map them."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _tree_memory_mib(root: int) -> tuple[float, float, float]:
+    """(sum of RSS, largest single RSS, sum of PSS) over ``root`` and its descendants, in MiB."""
     children: dict[int, list[int]] = {}
     rss: dict[int, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -227,27 +236,29 @@ def _tree_rss_mib(root: int) -> tuple[float, float]:
             pid = int(stat.parent.name)
             children.setdefault(int(fields[1]), []).append(pid)  # field 4: parent pid
             rss[pid] = int(fields[21]) * resource.getpagesize() / 2**20  # field 24: resident pages
-    todo, sizes = [root], []
+    todo, tree = [root], []
     while todo:
         pid = todo.pop()
-        sizes.append(rss.get(pid, 0.0))
+        tree.append(pid)
         todo.extend(children.get(pid, []))
-    return sum(sizes), max(sizes)
+    sizes = [rss.get(pid, 0.0) for pid in tree]
+    return sum(sizes), max(sizes), sum(_pss_mib(pid) for pid in tree)
 
 
 def command_figures(args: argparse.Namespace) -> None:
-    """Wall time and peak RSS (the whole process tree, sampled every 0.2 s) of one command."""
+    """Wall time and peak memory of one command's whole process tree, sampled every 0.2 s: the
+    sum of RSS (counts torch's shared libraries once per process) and the sum of PSS (once)."""
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     start = time.perf_counter()
     proc = subprocess.Popen(cmd)
-    peak_total = peak_single = 0.0
+    peak_rss = peak_single = peak_pss = 0.0
     while proc.poll() is None:
-        total, single = _tree_rss_mib(proc.pid)
-        peak_total, peak_single = max(peak_total, total), max(peak_single, single)
+        total, single, pss = _tree_memory_mib(proc.pid)
+        peak_rss, peak_single, peak_pss = max(peak_rss, total), max(peak_single, single), max(peak_pss, pss)
         time.sleep(0.2)
     wall = time.perf_counter() - start
-    print(f"{' '.join(cmd)}: exit {proc.returncode}, wall {wall:.0f} s, peak RSS of the process tree "
-          f"{peak_total:.0f} MiB (largest single process {peak_single:.0f} MiB)")
+    print(f"{' '.join(cmd)}: exit {proc.returncode}, wall {wall:.0f} s; peak memory of the process tree: "
+          f"RSS summed {peak_rss:.0f} MiB, PSS summed {peak_pss:.0f} MiB, largest single process {peak_single:.0f} MiB")
     sys.exit(proc.returncode)
 
 
