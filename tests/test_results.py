@@ -26,7 +26,7 @@ def test_file_is_the_same_whatever_order_the_jobs_finish_in(tmp_path):
     df = forward.read()
     assert list(df.columns) == ["model", "dataset", "resolution", "seed", "status", "message",
                                 "cond_acc", "fid", "lpips_recon", "params_G", "wall_s", "loss_elbo"]
-    assert list(zip(df["model"], df["seed"])) == [("cgan", 0), ("cgan", 1), ("dcgan", 0), ("vae", 0)]
+    assert list(zip(df["model"], df["seed"], strict=True)) == [("cgan", 0), ("cgan", 1), ("dcgan", 0), ("vae", 0)]
 
 
 def test_a_rerun_job_replaces_its_row_and_only_ok_rows_count_as_finished(tmp_path):
