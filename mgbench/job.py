@@ -122,7 +122,23 @@ def peak_memory_mb(device: torch.device) -> float:
     """GPU: peak memory allocated by torch. CPU: peak resident memory of this job's process."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB, macOS: bytes
+    return process_peak_rss_mb()
+
+
+def process_peak_rss_mb() -> float:
+    """Peak resident memory of this process alone, in MiB.
+
+    Linux: VmHWM, the high-water mark of this process's own memory. Not ``ru_maxrss``: a spawned
+    process inherits its parent's maximum there (kept across fork and exec), so every job would
+    report at least the runner's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # macOS: bytes, elsewhere KiB
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 

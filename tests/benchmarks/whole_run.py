@@ -175,7 +175,9 @@ def suite_table(args: argparse.Namespace) -> None:
 
 
 def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    from mgbench.job import process_peak_rss_mb  # not ru_maxrss: that inherits the parent's peak
+
+    return process_peak_rss_mb()
 
 
 def memory_child(n: int, d: int, dtype: str) -> None:
