@@ -114,19 +114,11 @@ def random_inception_weights(folder: Path) -> Path:
     """An Inception-v3 weight file with torch-fidelity's layout and random values, for timing:
     the cost of a forward pass does not depend on the values, and the real file cannot be
     downloaded here. Scores computed with it mean nothing."""
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from fake_weights import write_inception_weights  # tests/fake_weights.py, as the unit tests use it
 
     from mgbench.features.inception import WEIGHTS_FILE
 
-    empty = folder / "empty.pt"
-    torch.save({}, empty)
-    skip_loading = mock.patch.object(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
-    with skip_loading, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
-    path = folder / WEIGHTS_FILE
-    torch.save(net.state_dict(), path)
-    return path
+    return write_inception_weights(folder / WEIGHTS_FILE)
 
 
 def untrained_domain_extractor(train: ImageSet, reference: ImageSet | None = None, **_: Any) -> Any:
