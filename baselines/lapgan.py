@@ -23,8 +23,9 @@ Architecture of the paper's CIFAR-10 model (§4), with the widths made configura
   of G_0 / D_0 and, through a linear layer reshaped to one s×s plane, to those of G_k / D_k (§4).
 
 Changes from the paper, for parity with the other baselines: Adam (lr 2e-4, β1 0.5) instead of
-SGD with momentum, LeakyReLU(0.2) in the discriminators, no dropout, BCE with logits, and a
-default width of 64 feature maps instead of 128 so that it trains on a CPU.
+SGD with momentum, LeakyReLU(0.2) in the discriminators, no dropout, BCE with logits, BatchNorm
+in G_0's hidden layers (see :class:`CoarseGenerator`), and a default width of 64 feature maps
+instead of 128 so that it trains on a CPU.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from baselines.nets import (
     init_dcgan_weights,
     one_hot,
     require_labels,
+    use_bf16,
 )
 from mgbench.contract import DataSpec, GenerativeModel
 from mgbench.errors import UsageError
@@ -63,18 +65,24 @@ class LAPGANConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     conditional_on_class: bool = False
-    bf16: bool = False  # bfloat16 autocast in training steps (baselines.nets.bf16_autocast): faster where native
+    bf16: bool | None = None  # bfloat16 autocast in training steps; None: where native (baselines.nets.use_bf16)
 
 
 class CoarseGenerator(nn.Module):
-    """(z [, one-hot y]) → channels×8×8 low-pass image in [-1, 1] (Tanh)."""
+    """(z [, one-hot y]) → channels×8×8 low-pass image in [-1, 1] (Tanh).
+
+    BatchNorm after each hidden layer, as in every hidden layer of DCGAN's generator: without it
+    the N(0, 0.02) weights shrink z's influence about 4× per layer, G_0 starts (and stays)
+    collapsed near one image, and D_0 soon outputs 0.5 for everything (measured on shapes 32 px:
+    per-pixel std across samples 0.14 against the real 0.46 after 1,500 steps; with BatchNorm 0.43).
+    """
 
     def __init__(self, nz: int, hidden: int, channels: int, num_classes: int) -> None:
         super().__init__()
         self.shape = (channels, COARSEST, COARSEST)
         self.net = nn.Sequential(
-            nn.Linear(nz + num_classes, hidden), nn.ReLU(True),
-            nn.Linear(hidden, hidden), nn.ReLU(True),
+            nn.Linear(nz + num_classes, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(True),
+            nn.Linear(hidden, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(True),
             nn.Linear(hidden, channels * COARSEST**2), nn.Tanh(),
         )  # fmt: skip
 
@@ -157,6 +165,7 @@ class LAPGAN(GenerativeModel):
 
     def __init__(self, config: LAPGANConfig, data: DataSpec, device: torch.device) -> None:
         super().__init__(config, data, device)
+        self.bf16 = use_bf16(config.bf16, self.device)
         self.conditional = config.conditional_on_class  # the harness reads it from the instance
         classes = data.num_classes if self.conditional else 0
         self.sizes = [COARSEST]  # pixels per level, coarse to fine
@@ -222,11 +231,11 @@ class LAPGAN(GenerativeModel):
         y = self._labels(labels, n)
         losses: dict[str, torch.Tensor] = {}
         for k, (low, target) in enumerate(self.real_levels(images)):
-            with bf16_autocast(self.device, self.config.bf16):
+            with bf16_autocast(self.device, self.bf16):
                 fake, discriminate = self._level(k, low, y, n)
             opt_d, opt_g = self.optimizers[f"d{k}"], self.optimizers[f"g{k}"]
             d_loss, g_loss = gan_update(self.discriminators[k], opt_d, opt_g, discriminate, target, fake,
-                                        self.config.bf16)
+                                        self.bf16)
             losses[f"d_loss_{self.sizes[k]}px"] = d_loss
             losses[f"g_loss_{self.sizes[k]}px"] = g_loss
         return {

@@ -14,7 +14,7 @@ A TOML file mirrors the dataclasses; every key is optional and falls back to the
     [train]
     steps = 1000
 
-    [models.dcgan]             # hyper-parameters of one model (its Config dataclass)
+    [model_overrides.dcgan]    # hyper-parameters of one model (its Config dataclass)
     ngf = 32
 
 An unknown key or a value of the wrong type is a :class:`UsageError` that names the valid keys.

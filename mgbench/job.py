@@ -24,6 +24,7 @@ from mgbench.config import RunConfig
 from mgbench.contract import GenerativeModel
 from mgbench.data import ImageSet, load_dataset, to_uint8
 from mgbench.data.batches import BatchSampler
+from mgbench.device import resolve_device
 from mgbench.evaluate import Evaluator, cost
 from mgbench.train import Checkpointer, train
 
@@ -62,12 +63,6 @@ class Job:
             "deterministic": cfg["deterministic"],
         }
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def load_data(config: RunConfig, split: str) -> ImageSet:

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from mgbench.device import native_bf16
+
 PACKAGES = ["mgbench", "torch", "torchvision", "torch-fidelity", "lpips", "numpy", "scipy", "pandas"]
 
 
@@ -61,6 +63,7 @@ def collect(device: torch.device) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
+        "native_bf16": native_bf16(device),  # the baselines' bf16 = None (default) follows it
         "git_sha": _git_sha(),
         "git_dirty": _git_dirty(),
         "command": " ".join(["mgbench", *sys.argv[1:]]),

@@ -26,10 +26,11 @@ from tqdm import tqdm
 from mgbench import manifest, registry, seeding
 from mgbench.config import RunConfig
 from mgbench.data import ImageSet
+from mgbench.device import resolve_device
 from mgbench.errors import UsageError
 from mgbench.evaluate import Evaluator, check_extractor
 from mgbench.executors import Executor, failure_row, make_executor, run_in_subprocess, write_atomic
-from mgbench.job import Job, load_data, resolve_device
+from mgbench.job import Job, load_data
 from mgbench.report.aggregate import CALIBRATION
 from mgbench.results import TIMING_COLUMNS, ResultsStore
 

@@ -22,9 +22,10 @@ from mgbench import presets
 from mgbench.config import RunConfig
 from mgbench.data import DATASETS, ImageSet
 from mgbench.data.readers import read_folder
+from mgbench.device import resolve_device
 from mgbench.errors import UsageError, unknown_name
 from mgbench.evaluate import Evaluator, resolve_extractor
-from mgbench.job import load_data, resolve_device
+from mgbench.job import load_data
 
 
 def read_images(path: str | Path, resolution: int | None = None) -> torch.Tensor:

@@ -20,8 +20,9 @@ from mgbench.errors import UsageError
 from mgbench.pyramid import laplacian_pyramid, upsample
 
 CPU = torch.device("cpu")
-TINY_GAN = DCGANConfig(nz=8, ngf=8, ndf=8)
-TINY_LAPGAN = LAPGANConfig(nz=8, coarse_g_hidden=32, coarse_d_hidden=32, width=8)
+# float32 (bf16 = None would turn bfloat16 on where the CPU has it): these checks are exact.
+TINY_GAN = DCGANConfig(nz=8, ngf=8, ndf=8, bf16=False)
+TINY_LAPGAN = LAPGANConfig(nz=8, coarse_g_hidden=32, coarse_d_hidden=32, width=8, bf16=False)
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -78,7 +79,8 @@ def test_dcgan_channels_last_computes_the_same():
     models = []
     for channels_last in (False, True):
         torch.manual_seed(0)
-        models.append(DCGAN(DCGANConfig(nz=8, ngf=8, ndf=8, channels_last=channels_last), DataSpec(3, 32), CPU))
+        config = DCGANConfig(nz=8, ngf=8, ndf=8, channels_last=channels_last, bf16=False)
+        models.append(DCGAN(config, DataSpec(3, 32), CPU))
     x = images(8, 32)
     losses = []
     for model in models:
@@ -88,6 +90,20 @@ def test_dcgan_channels_last_computes_the_same():
         torch.testing.assert_close(losses[0][key], losses[1][key], rtol=1e-4, atol=1e-5)
     a, b = (m.sample(4, generator=seeded(2)) for m in models)
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_default_follows_the_device(monkeypatch):
+    """``bf16 = None`` turns bfloat16 on exactly where the CPU has it natively; True/False win."""
+    from mgbench import device
+
+    for flags, native in ((frozenset({"avx512f", "avx512_bf16"}), True), (frozenset({"avx512f", "avx2"}), False)):
+        monkeypatch.setattr(device, "_cpu_flags", lambda flags=flags: flags)
+        assert DCGAN(DCGANConfig(nz=8, ngf=8, ndf=8), DataSpec(3, 16), CPU).bf16 is native
+        assert VAE(VAEConfig(ngf=8, ndf=8), DataSpec(3, 16), CPU).bf16 is native
+        assert LAPGAN(LAPGANConfig(nz=8, width=8), DataSpec(3, 16), CPU).bf16 is native
+        for setting in (True, False):
+            assert DCGAN(DCGANConfig(nz=8, ngf=8, ndf=8, bf16=setting), DataSpec(3, 16), CPU).bf16 is setting
+    assert not device.native_bf16(torch.device("cuda"))  # not measured on a GPU yet: opt in
 
 
 def test_resuming_without_optimiser_state_diverges():
@@ -148,7 +164,7 @@ def test_cgan_samples_follow_the_label():
 def test_vae_loss_is_the_negative_elbo():
     """recon = −log N(x; x̂, σ²I) without its constant; kl = KL(q(z|x) ‖ N(0, I)); per image."""
     torch.manual_seed(0)
-    config = VAEConfig(latent_dim=8, ngf=8, ndf=8, sigma=0.2)
+    config = VAEConfig(latent_dim=8, ngf=8, ndf=8, sigma=0.2, bf16=False)
     model = VAE(config, DataSpec(3, 16), CPU)
     x = images(6, 16)
     with torch.no_grad():
@@ -201,6 +217,16 @@ def test_lapgan_rejects_8px():
         LAPGAN.check_data(TINY_LAPGAN, DataSpec(3, 8))
 
 
+def test_lapgan_coarse_generator_depends_on_its_noise_at_initialisation():
+    """The 8 px generator's samples must differ from the start, or G_0 collapses to one image
+    (as it did without BatchNorm: the N(0, 0.02) layers shrank z's effect ~4× each, std ≈ 0.02)."""
+    torch.manual_seed(0)
+    g0 = LAPGAN(LAPGANConfig(), DataSpec(3, 32), CPU).generators[0]  # the paper's widths
+    with torch.no_grad():
+        fakes = g0(torch.randn(256, LAPGANConfig().nz), None)
+    assert fakes.std(dim=0).mean() > 0.2  # per-pixel spread across samples; real shapes: ~0.46
+
+
 def test_lapgan_trains_each_level_on_the_real_laplacian_pyramid():
     model = LAPGAN(TINY_LAPGAN, DataSpec(3, 32), CPU)
     x = images(4, 32)
@@ -228,7 +254,9 @@ def test_lapgan_sampling_upsamples_the_coarse_image():
         _set_output(g.net[-1], 0.0)
     z0 = torch.randn(3, TINY_LAPGAN.nz, generator=seeded(4))  # the first draw of sample()
     with torch.no_grad():
+        model.generators[0].eval()  # as sample() runs it: BatchNorm on its running statistics
         expected = upsample(upsample(model.generators[0](z0, None))).clamp(-1, 1)
+        model.generators[0].train()
     torch.testing.assert_close(model.sample(3, generator=seeded(4)), expected)
 
 

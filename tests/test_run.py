@@ -41,7 +41,7 @@ def test_smoke_run_writes_every_output(smoke_dir):
         assert len(pd.read_csv(smoke_dir / "losses" / f"{model}-seed0.csv")) == 4  # log_every 10
         assert (smoke_dir / "checkpoints" / f"{model}-seed0.pt").exists()
     manifest = json.loads((smoke_dir / "manifest.json").read_text())
-    for key in ("python", "versions", "cpu", "torch_threads", "device", "command"):
+    for key in ("python", "versions", "cpu", "torch_threads", "device", "native_bf16", "command"):
         assert key in manifest
     assert manifest["versions"]["torch-fidelity"] == "0.4.0"
     config = json.loads((smoke_dir / "config.json").read_text())

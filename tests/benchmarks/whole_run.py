@@ -63,8 +63,8 @@ def train_table(args: argparse.Namespace) -> None:
     if args.models:
         cases = [c for c in cases if c[0] in args.models.split(",")]
     print(f"| model | px | plain ms/step (median / min) | ours ms/step (median / min) | ratio median | ratio min |"
-          f"{' ours+bf16 ms (median) | ratio |' if args.bf16 else ''}")
-    print(f"|---|---|---|---|---|---|{'---|---|' if args.bf16 else ''}")
+          f"{' ours fp32 ms (median) | ratio |' if args.fp32 else ''}")
+    print(f"|---|---|---|---|---|---|{'---|---|' if args.fp32 else ''}")
     for name, res, overrides in cases:
         images, labels = model_batch(res, 64)
         torch.manual_seed(0)
@@ -72,18 +72,18 @@ def train_table(args: argparse.Namespace) -> None:
         plain = plain_loop(name, res, overrides)
         contenders = {"plain": trainer(plain.step, images, labels if name == "cgan" else None),
                       "ours": trainer(ours.train_step, images, labels if ours.conditional else None)}
-        if args.bf16:
+        if args.fp32:
             torch.manual_seed(0)
-            fast = create_model(name, DataSpec(3, res, 16), {**overrides, "bf16": True}, "cpu")
-            contenders["bf16"] = trainer(fast.train_step, images, labels if fast.conditional else None)
+            full = create_model(name, DataSpec(3, res, 16), {**overrides, "bf16": False}, "cpu")
+            contenders["fp32"] = trainer(full.train_step, images, labels if full.conditional else None)
         for fn in contenders.values():  # warm-up: allocation, kernel choice
             fn()
             fn()
         t = interleaved(contenders, args.rounds, args.calls)
         (pm, pn), (om, on) = _ms(t["plain"]), _ms(t["ours"])
         row = f"| {name} | {res} | {pm:.0f} / {pn:.0f} | {om:.0f} / {on:.0f} | {pm / om:.2f} | {pn / on:.2f} |"
-        if args.bf16:
-            bm, _ = _ms(t["bf16"])
+        if args.fp32:
+            bm, _ = _ms(t["fp32"])
             row += f" {bm:.0f} | {pm / bm:.2f} |"
         print(row, flush=True)
 
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--calls", type=int, default=2, help="steps per contender per round")
     p.add_argument("--models", default="", help="comma-separated subset, e.g. dcgan,vae")
-    p.add_argument("--bf16", action="store_true", help="add each baseline with bf16=True")
+    p.add_argument("--fp32", action="store_true", help="add each baseline with bf16=False (the default is native bf16)")
     p = sub.add_parser("adam")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--calls", type=int, default=3)
