@@ -4,6 +4,7 @@
     python tests/benchmarks/whole_run.py adam      # the Adam step alone: for-loop, foreach, fused
     python tests/benchmarks/whole_run.py harness   # mgbench.train.train against a bare loop of train_step
     python tests/benchmarks/whole_run.py suite     # the whole metric suite against torch-fidelity's FID alone
+    python tests/benchmarks/whole_run.py suite-beyond --n 10000   # the suite's cost beyond the feature pass
     python tests/benchmarks/whole_run.py memory    # peak RSS of prdc (k-NN) at N = 10k, 50k, 2048-d
     python tests/benchmarks/whole_run.py command -- mgbench run   # wall time and peak RSS of a whole command
 
@@ -171,6 +172,43 @@ def suite_table(args: argparse.Namespace) -> None:
                 print(f"    {part:28s} {seconds:8.2f} s")
 
 
+def suite_beyond_table(args: argparse.Namespace) -> None:
+    """What the suite costs beyond its feature pass, at N samples with Inception-sized features.
+
+    The feature pass is the same work for the suite and for torch-fidelity's FID (one forward
+    pass per image), so the ratio at N is (F·N + ours) / (F·N + theirs), F the pass's seconds per
+    image. This times "ours" (Evaluator.score with the pass replaced by random 2048-d pool and
+    1008-d logit features) and "theirs" (torch-fidelity's FID from the same features) at N;
+    F comes from ``--feature-s-per-img`` (measure it with ``suite --n-inception 500 --breakdown``).
+    """
+    from unittest import mock
+
+    import torch_fidelity.metric_fid as tf_fid
+    from bench_setup import SuiteSetup
+
+    from mgbench.metrics.frechet import feature_statistics
+
+    n, g = args.n, torch.Generator().manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        setup = SuiteSetup("domain", n, Path(tmp))
+        ev = setup.evaluator
+        real = torch.randn(n, 2048, generator=g)
+        fake = {"pool": torch.randn(n, 2048, generator=g).mul_(1.1), "logits": torch.randn(n, 1008, generator=g)}
+        ev.reference_features, ev.reference_stats = {"pool": real}, feature_statistics(real)
+        with mock.patch("mgbench.evaluate.extract_features", lambda extractor, images: fake):
+            ours = interleaved({"suite beyond features": lambda: ev.score(setup.samples, seed=0)}, args.rounds)
+        ref_stats = tf_fid.fid_features_to_statistics(real)
+        theirs = interleaved({"fid": lambda: tf_fid.fid_statistics_to_metric(
+            tf_fid.fid_features_to_statistics(fake["pool"]), ref_stats, verbose=False)}, args.rounds)
+    o, t = statistics.median(ours["suite beyond features"]), statistics.median(theirs["fid"])
+    print(f"N = {n}, 2048-d: the suite beyond its feature pass {o:.1f} s; torch-fidelity's FID from "
+          f"the same features {t:.1f} s (medians of {args.rounds})")
+    if args.feature_s_per_img:
+        f = args.feature_s_per_img * n
+        print(f"with a feature pass of {args.feature_s_per_img} s/img ({f:.0f} s at N): "
+              f"ratio ({f:.0f} + {o:.1f}) / ({f:.0f} + {t:.1f}) = {(f + o) / (f + t):.3f}, target ≤ 1.5")
+
+
 # --- prdc memory -----------------------------------------------------------------------------
 
 
@@ -285,6 +323,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-inception", type=int, default=0,
                    help="samples scored with Inception-v3 (random weights; about 0.4 s per image here)")
     p.add_argument("--breakdown", action="store_true", help="time each metric of the suite once")
+    p = sub.add_parser("suite-beyond")
+    p.add_argument("--n", type=int, default=10_000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--feature-s-per-img", type=float, default=0.0, help="the feature pass's s/img, measured")
     p = sub.add_parser("memory")
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     p.add_argument("--dims", type=int, nargs="+", default=[2048])
@@ -299,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     with contextlib.suppress(BrokenPipeError):
         commands = {"train": train_table, "adam": adam_table, "harness": harness_table, "suite": suite_table,
-                    "memory": memory_table, "command": command_figures,
+                    "suite-beyond": suite_beyond_table, "memory": memory_table, "command": command_figures,
                     "memory-child": lambda a: memory_child(a.n, a.d, a.dtype)}
         commands[args.command](args)
 
