@@ -187,11 +187,13 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     for key, value in raw.items():
         if key not in fields:
             raise unknown_name("config key", prefix + key, [prefix + f for f in fields])
-        kwargs[key] = _coerce(hints[key], value, prefix + key)
+        kwargs[key] = coerce(hints[key], value, prefix + key)
     return cls(**kwargs)
 
 
-def _coerce(hint: Any, value: Any, where: str) -> Any:
+def coerce(hint: Any, value: Any, where: str) -> Any:
+    """``value`` checked against the type ``hint`` (ints widen to float; ``X | None`` takes None);
+    a mismatch is a :class:`UsageError` naming ``where``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where + ".")
@@ -199,11 +201,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         (hint,) = [a for a in args if a is not type(None)]
-        return _coerce(hint, value, where)
+        return coerce(hint, value, where)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise UsageError(f"{where} must be a list, got {value!r}")
-        return tuple(_coerce(args[0], v, where) for v in value)
+        return tuple(coerce(args[0], v, where) for v in value)
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise UsageError(f"{where} must be a table of tables, got {value!r}")

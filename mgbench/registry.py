@@ -15,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import importlib
+import typing
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 import torch
 
+from mgbench.config import coerce
 from mgbench.contract import DataSpec, GenerativeModel
 from mgbench.errors import UsageError, unknown_name
 
@@ -94,17 +96,12 @@ def model_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
     """The model's Config with ``overrides`` applied; unknown keys are an error naming the valid ones."""
     cls = get_model_class(name)
     overrides = dict(overrides or {})
-    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    fields = [f.name for f in dataclasses.fields(cls.Config)]
+    hints = typing.get_type_hints(cls.Config)  # the declared types: a field may default to None
     for key, value in overrides.items():
         if key not in fields:
-            raise unknown_name(f"hyper-parameter of model {name!r}:", key, list(fields))
-        default = getattr(cls.Config(), key)
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UsageError(f"models.{name}.{key} must be a number, got {value!r}")
-            overrides[key] = type(default)(value)
-        elif not isinstance(value, type(default)):
-            raise UsageError(f"models.{name}.{key} must be {type(default).__name__}, got {value!r}")
+            raise unknown_name(f"hyper-parameter of model {name!r}:", key, fields)
+        overrides[key] = coerce(hints[key], value, f"model_overrides.{name}.{key}")
     return cls.Config(**overrides)
 
 

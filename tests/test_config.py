@@ -67,4 +67,4 @@ def test_the_readme_toml_example_is_a_valid_config(tmp_path):
     (tmp_path / "run.toml").write_text(example)
     cfg = build_config(make_parser().parse_args(["run", "--config", str(tmp_path / "run.toml")]))
     assert list(cfg.models) == ["dcgan", "lapgan"] and cfg.train.steps == 2000 and cfg.workers == 2
-    assert cfg.model_overrides["dcgan"] == {"ngf": 64, "ndf": 64}
+    assert cfg.model_overrides["dcgan"] == {"ngf": 64, "ndf": 64, "lr": 5e-4}  # merged over the preset

@@ -50,8 +50,17 @@ def test_unknown_or_mistyped_hyperparameter(monkeypatch):
     monkeypatch.setitem(registry._REGISTRY, "tiny-test", _Tiny)
     with pytest.raises(UsageError, match="width"):
         registry.model_config("tiny-test", {"widht": 3})
-    with pytest.raises(UsageError, match="number"):
+    with pytest.raises(UsageError, match="width must be int"):
         registry.model_config("tiny-test", {"width": "3"})
+
+
+def test_hyperparameter_types_come_from_the_annotations():
+    """A field that defaults to None (bf16: None = auto) still takes its declared bool."""
+    assert registry.model_config("dcgan", {"bf16": False}).bf16 is False
+    assert registry.model_config("dcgan", {"bf16": None}).bf16 is None
+    assert registry.model_config("dcgan", {"lr": 1}).lr == 1.0  # ints widen to float
+    with pytest.raises(UsageError, match="bf16 must be bool"):
+        registry.model_config("dcgan", {"bf16": "yes"})
 
 
 def test_non_model_is_rejected():
