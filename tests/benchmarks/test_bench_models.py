@@ -79,6 +79,9 @@ def test_sample(benchmark, name):
 TINY = 16  # px
 
 
+FP32 = {"bf16": False}  # the yardsticks run in float32; the default would use bfloat16 where native
+
+
 def _copy(src: nn.Module, dst: nn.Module) -> None:
     """Copy parameters and buffers in order: the two networks differ only in module names."""
     s, d = src.state_dict(), dst.state_dict()
@@ -108,7 +111,7 @@ def test_plain_dcgan_is_the_pytorch_examples_network():
 @pytest.mark.parametrize("name", ["dcgan", "cgan"])
 def test_plain_dcgan_step_is_the_same_computation(name):
     small = {"nz": 8, "ngf": 8, "ndf": 8}
-    model, plain = our_model(name, TINY, small), plain_loop(name, TINY, small)
+    model, plain = our_model(name, TINY, {**small, **FP32}), plain_loop(name, TINY, small)
     _copy(model.netG, plain.netG)
     _copy(model.netD, plain.netD)
     ours, theirs = _two_steps(model, plain, model.conditional)
@@ -119,7 +122,7 @@ def test_plain_dcgan_step_is_the_same_computation(name):
 
 def test_plain_vae_step_is_the_same_computation():
     small = {"latent_dim": 8, "ngf": 8, "ndf": 8}
-    model, plain = our_model("vae", TINY, small), PlainVAE(TINY, **small)
+    model, plain = our_model("vae", TINY, {**small, **FP32}), PlainVAE(TINY, **small)
     _copy(model.encoder, plain.encoder)
     _copy(model.decoder, plain.decoder)
     ours, theirs = _two_steps(model, plain, False)
@@ -128,7 +131,7 @@ def test_plain_vae_step_is_the_same_computation():
 
 def test_plain_lapgan_step_is_the_same_computation():
     small = {"nz": 8, "coarse_g_hidden": 32, "coarse_d_hidden": 32, "width": 8}
-    model, plain = our_model("lapgan", TINY, small), PlainLAPGAN(TINY, **small)
+    model, plain = our_model("lapgan", TINY, {**small, **FP32}), PlainLAPGAN(TINY, **small)
     for k in range(model.num_levels):
         _copy(model.generators[k], plain.gs[k])
         _copy(model.discriminators[k], plain.ds[k].net)
