@@ -80,6 +80,14 @@ def _processes() -> Iterator[tuple[int, int, str]]:
             yield int(entry.name), ppid, cmdline
 
 
+def _descends_from(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
+    while pid > 1:
+        pid = parents.get(pid, 0)
+        if pid == ancestor:
+            return True
+    return False
+
+
 def _alive(pid: int) -> bool:
     try:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -246,8 +254,12 @@ def test_ray_cluster_gives_the_sequential_results_though_a_worker_is_killed(
         while not (checkpoint.exists() and '"step": 20' in checkpoint.read_text()):
             assert driver.poll() is None and time.monotonic() < deadline, "the job never reached step 20"
             time.sleep(0.02)
-        # Ray names a worker's process after the task it runs: ray::mgbench:<job id>.
-        workers = [pid for pid, _, cmd in _processes() if cmd.startswith(f"ray::mgbench:{KILLED_JOB}")]
+        # Ray names a worker's process after the task it runs: ray::mgbench:<job id>. Only this
+        # test's cluster counts (its raylets descend from this process): another Ray on the machine
+        # may run a task of the same name.
+        parents = {pid: ppid for pid, ppid, _ in _processes()}
+        workers = [pid for pid, _, cmd in _processes()
+                   if cmd.startswith(f"ray::mgbench:{KILLED_JOB}") and _descends_from(pid, os.getpid(), parents)]
         assert len(workers) == 1, workers
         job_processes = [pid for pid, ppid, _ in _processes() if ppid == workers[0]]
         assert job_processes, "the worker runs the job in a child process"
