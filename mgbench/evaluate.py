@@ -47,9 +47,9 @@ EXTRACTORS = ("auto", "inception", "domain")
 RECONSTRUCTION_IMAGES = 500
 
 # Direction of each score column: which way is better. Prefix rules cover the per-level and
-# per-head columns (swd_32px, modes_coarse, kl_fine, ...).
-HIGHER_IS_BETTER = ["is_mean", "precision", "recall", "density", "coverage", "lpips_diversity",
-                    "cond_acc", "modes_"]
+# per-head columns (swd_32px, modes_coarse, kl_fine, ...). lpips_diversity has none: uniform
+# noise is the most diverse of all; its target is the real-data row's value, not a maximum.
+HIGHER_IS_BETTER = ["is_mean", "precision", "recall", "density", "coverage", "cond_acc", "modes_"]
 LOWER_IS_BETTER = ["fid", "fid_inf", "kid_mean", "swd_", "kl_", "lpips_recon", "mse_recon"]
 
 

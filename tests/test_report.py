@@ -158,16 +158,19 @@ def test_ci_equals_scipy_t_interval(tmp_path: Path) -> None:
 
 
 def test_best_is_direction_aware_and_ignores_calibration(tmp_path: Path) -> None:
-    rows = [row("a", 0, fid=10.0, precision=0.3, recall=0.5, train_img_per_s=900.0),
-            row("b", 0, fid=20.0, precision=0.8, recall=0.4, train_img_per_s=100.0, cond_acc=0.9),
-            row("real-data", 0, fid=0.5, precision=0.99, recall=0.99),
-            row("noise", 0, fid=400.0, precision=0.0, recall=0.0)]
+    rows = [row("a", 0, fid=10.0, precision=0.3, recall=0.5, train_img_per_s=900.0, lpips_diversity=0.3),
+            row("b", 0, fid=20.0, precision=0.8, recall=0.4, train_img_per_s=100.0, cond_acc=0.9,
+                lpips_diversity=0.1),
+            row("real-data", 0, fid=0.5, precision=0.99, recall=0.99, lpips_diversity=0.12),
+            row("noise", 0, fid=400.0, precision=0.0, recall=0.0, lpips_diversity=0.9)]
     summary = summary_of(rows, tmp_path)
     assert cell(summary, "a", "fid")["best"] == 1 and cell(summary, "b", "fid")["best"] == 0
     assert cell(summary, "b", "precision")["best"] == 1 and cell(summary, "a", "precision")["best"] == 0
     assert cell(summary, "real-data", "fid")["best"] == 0 and cell(summary, "real-data", "precision")["best"] == 0
     assert cell(summary, "real-data", "fid")["kind"] == "calibration"
     assert summary.loc[summary["metric"] == "train_img_per_s", "best"].sum() == 0  # no direction
+    # nor has diversity: noise would win it; its target is the real-data row
+    assert summary.loc[summary["metric"] == "lpips_diversity", "best"].sum() == 0
     # Ranks by hand: a is 1st on fid and recall, 2nd on precision; cond_acc (only b) is not counted.
     table = ranks(summary).set_index("model")
     assert sorted(table.index) == ["a", "b"]
