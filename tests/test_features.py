@@ -114,8 +114,10 @@ def test_inception_end_to_end_on_random_weights(tmp_path, monkeypatch):
     ref = FeatureExtractorInceptionV3("r", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path))
     with torch.inference_mode():
         pool, logits = ref(images.expand(-1, 3, -1, -1))
-    torch.testing.assert_close(feats["pool"], pool.double())
-    torch.testing.assert_close(feats["logits"], logits.double())
+    assert not torch.allclose(feats["pool"][0], feats["pool"][1])  # the weights do not zero the features
+    # float32 tolerances: the two run different batch sizes through float32 convolutions.
+    torch.testing.assert_close(feats["pool"].float(), pool)
+    torch.testing.assert_close(feats["logits"].float(), logits)
 
 
 def test_inception_refuses_a_weight_file_with_pickled_code(tmp_path, monkeypatch):

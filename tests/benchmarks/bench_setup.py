@@ -136,8 +136,8 @@ def untrained_domain_extractor(train: ImageSet, reference: ImageSet | None = Non
 class SuiteSetup:
     """mgbench's whole metric suite (``Evaluator.score``) and torch-fidelity's FID alone, on the
     same N samples against the same N reference images, each with its reference side cached
-    (ours: reference features; torch-fidelity: ``input2_cache_name``), so both time the sample
-    side only. ``kind``: ``domain`` (untrained weights) or ``inception`` (random weights)."""
+    (ours: reference features; torch-fidelity: ``input2_cache_name``, written from ours), so both
+    time the sample side only. ``kind``: ``domain`` (untrained weights) or ``inception`` (random weights)."""
 
     def __init__(self, kind: str, n: int, folder: Path) -> None:
         from mgbench.evaluate import Evaluator
@@ -166,7 +166,23 @@ class SuiteSetup:
 
             self.fidelity_name = register_with_torch_fidelity(self.evaluator.extractor)
             self.fidelity_kwargs = {}
-        self.fidelity_fid()  # fills torch-fidelity's cache of the reference statistics
+        self._seed_fidelity_cache()
+
+    def _seed_fidelity_cache(self) -> None:
+        """Write torch-fidelity's cached reference statistics from the evaluator's reference
+        features (the same extractor and weights), so neither side passes the reference twice."""
+        from torch_fidelity.metric_fid import fid_features_to_statistics
+        from torch_fidelity.utils import resolve_feature_layer_for_metric
+
+        layer = resolve_feature_layer_for_metric("fid", feature_extractor=self.fidelity_name)
+        path = self.folder / "fidelity_cache" / f"{self._fidelity_reference}-{self.fidelity_name}-stat-fid-{layer}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reference = self.evaluator.reference_features["pool"].float()  # torch-fidelity keeps float32
+        torch.save(fid_features_to_statistics(reference), path)
+
+    @property
+    def _fidelity_reference(self) -> str:
+        return f"bench-{self.kind}-{self.n}"
 
     def suite(self) -> dict[str, Any]:
         return self.evaluator.score(self.samples, seed=0)
@@ -178,7 +194,7 @@ class SuiteSetup:
             input1=ImageDataset(self.samples), input2=ImageDataset(self.reference.images), fid=True,
             feature_extractor=self.fidelity_name, cuda=False, verbose=False, save_cpu_ram=True,
             cache=True, cache_root=str(self.folder / "fidelity_cache"),
-            input2_cache_name=f"bench-{self.kind}-{self.fidelity_name}-{self.n}", **self.fidelity_kwargs,
+            input2_cache_name=self._fidelity_reference, **self.fidelity_kwargs,
         )
 
     def breakdown(self) -> dict[str, float]:
