@@ -8,11 +8,20 @@ Loss per image, the negative ELBO (Kingma & Welling eq. 10, KL term from their a
     ‖x − x̂(z)‖² / (2σ²)  +  ½ Σ_j (μ_j² + σ_j² − log σ_j² − 1),    z = μ + σ_q ⊙ ε,  ε ~ N(0, I)
 
 where x̂ is the decoder mean of a Gaussian likelihood N(x̂, σ² I) with a fixed σ (the constant
-D·log(σ√2π) is left out: it has no gradient). σ sets the balance of the two terms. On pixels in
-[−1, 1], σ = 1 weighs a pixel's squared error 100× less than σ = 0.1 does: the KL term wins, most
-latents collapse to the prior and samples are blurry means. σ = 0.1 says "the decoder should be
-right to about 5% of the pixel range", which keeps the latents in use and the samples sharp
-enough to score; it equals a β-VAE on the plain squared error with β = 2σ² = 0.02.
+D·log(σ√2π) is left out: it has no gradient). σ sets the balance of the two terms; the loss is a
+β-VAE's on the plain squared error with β = 2σ². A small σ buys sharp reconstructions with many
+nats of KL, and prior samples z ~ N(0, I) then land where no posterior put mass: garbled images.
+A larger σ pays for less detail with posteriors the prior covers, so samples are coherent shapes.
+Measured on prior samples (one seed, 1,500 steps × 32, `mgbench run --models vae`, domain FID):
+
+    σ              0.1    0.3    0.5    0.7    1.0    1.5    2.0
+    shapes 32 px   213    153    114    100     84     78     71     (uniform noise: 108)
+    MNIST          26.5    -     14.2    -     15.5    -      -
+
+σ = 1 (a unit-variance likelihood on [−1, 1] pixels) is the default: near the best on both
+(MNIST is past its best, shapes still gains a little beyond it). What it gives up, also
+measured: reconstruction LPIPS 0.008 against 0.002 at σ = 0.1 (MNIST). No σ here renders the
+shapes' 2-4 px stripes (fine modes covered: 2 of 4 for every σ, as for noise).
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ class VAEConfig:
     latent_dim: int = 64
     ngf: int = 64  # decoder width
     ndf: int = 64  # encoder width
-    sigma: float = 0.1  # std of the Gaussian likelihood on [-1, 1] pixels (see the module docstring)
+    sigma: float = 1.0  # std of the Gaussian likelihood on [-1, 1] pixels (see the module docstring)
     lr: float = 1e-3
     beta1: float = 0.9
     beta2: float = 0.999
