@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from mgbench.errors import UsageError
-from mgbench.report.aggregate import aggregate, ranks, read_results
+from mgbench.report.aggregate import aggregate, bracket, ranks, read_results
 from mgbench.report.commands import add_commands, build_report
 
 BASE = {"dataset": "shapes", "resolution": 16, "steps": 10, "batch_size": 8, "status": "ok", "message": "",
@@ -323,3 +323,27 @@ def test_cli_errors(tmp_path: Path) -> None:
         cli(["compare", str(ref), str(ref), "--metrics", "nope"])
     with pytest.raises(UsageError, match="must be ≥ 0"):
         cli(["compare", str(ref), str(ref), "--rtol", "-1"])
+
+
+def test_bracket_places_each_model_between_or_beyond_the_calibration_rows(tmp_path: Path) -> None:
+    rows = [row("a", 0, fid=10.0, precision=0.0, modes_coarse=4, wall_s=5.0),
+            row("b", 0, fid=500.0, precision=0.5, modes_coarse=3, wall_s=9.0),
+            row("c", 0, fid=0.1, precision=0.95, modes_coarse=2),
+            row("real-data", 0, fid=0.5, precision=0.9, modes_coarse=4),
+            row("noise", 0, fid=400.0, precision=0.0, modes_coarse=2)]
+    pairs = bracket(summary_of(rows, tmp_path)).set_index(["model", "metric"])["verdict"]
+    assert pairs.to_dict() == {
+        ("a", "fid"): "between", ("a", "precision"): "ties noise", ("a", "modes_coarse"): "ties real-data",
+        ("b", "fid"): "worse than noise", ("b", "precision"): "between", ("b", "modes_coarse"): "between",
+        ("c", "fid"): "better than real-data", ("c", "precision"): "better than real-data",
+        ("c", "modes_coarse"): "ties noise"}  # wall_s has no direction: left out
+    run = write_run(tmp_path / "full", rows)
+    build_report(run)
+    assert len(pd.read_csv(run / "report" / "calibration.csv")) == 9
+    md = (run / "report" / "summary.md").read_text()
+    assert "3 of 9 (model, metric) pairs with a direction lie strictly between real-data and noise" in md
+    assert "| b | fid | 500 | 0.5000 | 400 | worse than noise |" in md
+
+
+def test_bracket_needs_both_calibration_rows(tmp_path: Path) -> None:
+    assert bracket(summary_of([row("a", 0, fid=1.0), row("noise", 0, fid=9.0)], tmp_path)).empty

@@ -30,6 +30,10 @@ best               1 for the best model mean of the table (ties all 1, unless al
                    else 0; only metrics with a direction and at least two models
 =================  =======================================================================
 
+``calibration.csv`` (:func:`bracket`): each model's mean against the two calibration rows of its
+table, per metric with a direction: ``real-data`` should be better than every model and every
+model better than ``noise``; a ``verdict`` column says where each pair falls.
+
 ``ranks.csv``: one row per (table, model) with :data:`TABLE_KEYS`, ``model``, ``mean_rank``
 (mean over the metrics of its rank among the table's models; 1 is best, ties share the mean
 rank), ``n_metrics`` (how many metrics: those with a direction that every model of the table
@@ -54,6 +58,11 @@ CALIBRATION = ("real-data", "noise")
 TABLE_KEYS = ["dataset", "resolution", "feature_extractor", "lpips_backbone", "num_samples"]
 SUMMARY_COLUMNS = TABLE_KEYS + ["model", "kind", "metric", "direction", "n", "mean", "std", "ci95", "best"]
 RANK_COLUMNS = TABLE_KEYS + ["model", "mean_rank", "n_metrics", "position"]
+BRACKET_COLUMNS = TABLE_KEYS + ["model", "metric", "direction", "mean", "real_data", "noise", "verdict"]
+# Where a model's mean falls against the calibration rows (equal means are ties: a bound reached,
+# such as 4 of 4 modes, or a shared floor, such as a precision of 0).
+INSIDE, TIES_REAL, BEYOND_REAL, TIES_NOISE, BEYOND_NOISE = (
+    "between", "ties real-data", "better than real-data", "ties noise", "worse than noise")
 # Columns of results.csv that describe a job, not a measurement of it.
 NOT_METRICS = {"model", "dataset", "resolution", "seed", "steps", "batch_size", "status", "message", "device",
                "deterministic", "feature_extractor", "num_samples", "num_reference", "lpips_backbone"}
@@ -227,3 +236,23 @@ def ranks(summary: pd.DataFrame) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=RANK_COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+def bracket(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each model mean of a metric with a direction against its table's ``real-data`` and ``noise``
+    means (:data:`BRACKET_COLUMNS`); tables or metrics without both calibration rows are left out."""
+    scored = summary[(summary["direction"] != "") & summary["mean"].notna()]
+    rows = []
+    for (*keys, metric), group in scored.groupby(TABLE_KEYS + ["metric"], sort=False):
+        means = dict(zip(group["model"], group["mean"], strict=True))
+        if not all(name in means for name in CALIBRATION):
+            continue
+        real, noise = means["real-data"], means["noise"]
+        way = group["direction"].iat[0]
+        sign = 1.0 if way == "higher" else -1.0  # sign·value grows with quality
+        for model in group.loc[group["kind"] == "model", "model"]:
+            x = sign * means[model]
+            verdict = (TIES_REAL if x == sign * real else BEYOND_REAL if x > sign * real else
+                       TIES_NOISE if x == sign * noise else BEYOND_NOISE if x < sign * noise else INSIDE)
+            rows.append([*keys, model, metric, way, means[model], real, noise, verdict])
+    return pd.DataFrame(rows, columns=BRACKET_COLUMNS)

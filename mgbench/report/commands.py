@@ -5,6 +5,7 @@ and samples/*.png for the figures and the page) into ``RUN_DIR/report/``:
 
     summary.csv   per (table, model, metric): n, mean, std, 95% CI, best (schema: aggregate.py)
     ranks.csv     per (table, model): mean rank over the scores
+    calibration.csv  per (table, model, score): between real-data and noise, or where instead
     summary.md    the tables, mean ± CI, best in bold
     summary.tex   the same tables for LaTeX (booktabs)
     report.md     the page: jobs, tables, figures, loss curves, sample grids
@@ -46,7 +47,7 @@ def table_slug(keys: dict[str, str]) -> str:
 def build_report(run_dir: Path) -> str:
     """Write ``RUN_DIR/report/`` from the run's files; returns the console summary table."""
     from mgbench.report import figures, page, tables
-    from mgbench.report.aggregate import aggregate, ranks, read_results
+    from mgbench.report.aggregate import aggregate, bracket, ranks, read_results
     from mgbench.report.aggregate import tables as split_tables
 
     run_dir = Path(run_dir)
@@ -70,6 +71,7 @@ def build_report(run_dir: Path) -> str:
 
     _write(out / "summary.csv", summary.to_csv(index=False, lineterminator="\n"))
     _write(out / "ranks.csv", rank.to_csv(index=False, lineterminator="\n"))
+    _write(out / "calibration.csv", bracket(summary).to_csv(index=False, lineterminator="\n"))
     _write(out / "summary.md", "# mgbench summary\n\n" + tables.markdown(summary, rank))
     _write(out / "summary.tex", tables.latex(summary, rank))
 
@@ -99,8 +101,8 @@ def build_report(run_dir: Path) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     text = build_report(Path(args.run_dir))
     print(text, end="")
-    print(f"mgbench report: wrote {Path(args.run_dir) / REPORT_DIR}/ (report.md, summary.csv, summary.md, "
-          "summary.tex, figures/)", file=sys.stderr)
+    print(f"mgbench report: wrote {Path(args.run_dir) / REPORT_DIR}/ (report.md, summary.csv, ranks.csv, "
+          "calibration.csv, summary.md, summary.tex, figures/)", file=sys.stderr)
     return 0
 
 
@@ -124,8 +126,8 @@ def add_commands(subparsers: Any) -> None:
     """Add `report` and `compare` to the `mgbench` argparse sub-parsers."""
     rep = subparsers.add_parser(
         "report", help="rebuild the tables, figures and report page of a run directory",
-        description="Rebuild RUN_DIR/report/ (summary.csv, ranks.csv, summary.md, summary.tex, report.md, "
-                    "figures/) from RUN_DIR/results.csv, byte-identically.")
+        description="Rebuild RUN_DIR/report/ (summary.csv, ranks.csv, calibration.csv, summary.md, summary.tex, "
+                    "report.md, figures/) from RUN_DIR/results.csv, byte-identically.")
     rep.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `mgbench run`")
     rep.set_defaults(func=cmd_report)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mgbench.report.aggregate import metric_order, model_order, swd_level, tables
+from mgbench.report.aggregate import INSIDE, bracket, metric_order, model_order, swd_level, tables
 
 QUALITY = ["fid", "fid_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage",
            "lpips_diversity"]
@@ -185,6 +185,22 @@ LEGEND = ("Mean ± half-width of the 95% confidence interval over n seeds (Stude
           "noise (uniform noise images) the ceiling.")
 
 
+def markdown_bracket(pairs: pd.DataFrame) -> str:
+    """How many (model, metric) pairs lie between the calibration rows, and the others listed."""
+    if pairs.empty:
+        return ""
+    inside = int((pairs["verdict"] == INSIDE).sum())
+    lines = [f"{inside} of {len(pairs)} (model, metric) pairs with a direction lie strictly between "
+             "real-data and noise (means over seeds)."]
+    out = pairs[pairs["verdict"] != INSIDE]
+    if not out.empty:
+        lines += ["", "| model | metric | mean | real-data | noise | where |", "|:---|:---|---:|---:|---:|:---|"]
+        lines += [f"| {r.model} | {r.metric} | {number(r.mean, places_for(r.mean))} | "
+                  f"{number(r.real_data, places_for(r.real_data))} | {number(r.noise, places_for(r.noise))} | "
+                  f"{r.verdict} |" for r in out.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def markdown(summary: pd.DataFrame, ranks: pd.DataFrame, level: int = 2,
              figures: Callable[[dict[str, str]], list[str]] | None = None) -> str:
     """All tables of a summary as Markdown; ``figures(keys)`` adds lines after each table's grids."""
@@ -201,6 +217,10 @@ def markdown(summary: pd.DataFrame, ranks: pd.DataFrame, level: int = 2,
         if not table_ranks.empty:
             parts.append("#" * (level + 1) + " Ranking")
             parts.append(markdown_ranks(table_ranks))
+        pairs = bracket(rows)
+        if not pairs.empty:
+            parts.append("#" * (level + 1) + " Against the calibration rows")
+            parts.append(markdown_bracket(pairs))
         if figures:
             parts += figures(keys)
     return "\n\n".join(parts) + "\n"
