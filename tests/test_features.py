@@ -114,7 +114,7 @@ def test_inception_end_to_end_on_random_weights(tmp_path, monkeypatch):
     ref = FeatureExtractorInceptionV3("r", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path))
     with torch.inference_mode():
         pool, logits = ref(images.expand(-1, 3, -1, -1))
-    assert not torch.allclose(feats["pool"][0], feats["pool"][1])  # the weights do not zero the features
+    assert not torch.allclose(feats["pool"][0], feats["pool"][1])  # features that tell images apart
     # float32 tolerances: the two run different batch sizes through float32 convolutions.
     torch.testing.assert_close(feats["pool"].float(), pool)
     torch.testing.assert_close(feats["logits"].float(), logits)

@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--n-domain", type=int, default=2_000, help="samples scored with the domain extractor (0: skip)")
     p.add_argument("--n-inception", type=int, default=0,
-                   help="samples scored with Inception-v3 (random weights; about 0.4 s per image here)")
+                   help="samples scored with Inception-v3 (random weights; 0.12-0.14 s per image per pass on 2 cores)")
     p.add_argument("--breakdown", action="store_true", help="time each metric of the suite once")
     p.add_argument("--workdir", default="", help="keep caches here (the reference pass then runs once); "
                    "--rounds 0 only fills them")
