@@ -145,7 +145,7 @@ class PlainDCGAN:
 class PlainVAE:
     """pytorch/examples ``vae``'s training step on the VAE baseline's networks and loss."""
 
-    def __init__(self, resolution: int, latent_dim: int = 64, ngf: int = 64, ndf: int = 64, sigma: float = 0.1,
+    def __init__(self, resolution: int, latent_dim: int = 64, ngf: int = 64, ndf: int = 64, sigma: float = 1.0,
                  lr: float = 1e-3, seed: int = 0) -> None:
         def build() -> tuple[nn.Module, nn.Module]:
             enc = dcgan_discriminator(ndf, 3, resolution, out_features=2 * latent_dim, out_bias=True)
