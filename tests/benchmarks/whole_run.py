@@ -186,11 +186,13 @@ def suite_row(kind: str, n: int, folder: Path, args: argparse.Namespace) -> None
 def suite_beyond_table(args: argparse.Namespace) -> None:
     """What the suite costs beyond its feature pass, at N samples with Inception-sized features.
 
-    The feature pass is the same work for the suite and for torch-fidelity's FID (one forward
-    pass per image), so the ratio at N is (F·N + ours) / (F·N + theirs), F the pass's seconds per
-    image. This times "ours" (Evaluator.score with the pass replaced by random 2048-d pool and
-    1008-d logit features) and "theirs" (torch-fidelity's FID from the same features) at N;
-    F comes from ``--feature-s-per-img`` (measure it with ``suite --n-inception 500 --breakdown``).
+    A quick estimate, taking the feature pass as the same work for the suite and for
+    torch-fidelity's FID, so that the ratio at N is (F·N + ours) / (F·N + theirs), F the pass's
+    seconds per image. This times "ours" (Evaluator.score with the pass replaced by random 2048-d
+    pool and 1008-d logit features) and "theirs" (torch-fidelity's FID from the same features) at
+    N; F comes from ``--feature-s-per-img``. It underestimates: at N = 10k it gave 1.02 where the
+    whole measurement (``suite --n-inception 10000 --workdir DIR``) gave 1.14, the two passes
+    differing in batch size and in the layers they keep.
     """
     from unittest import mock
 
