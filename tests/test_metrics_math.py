@@ -1,5 +1,8 @@
 """FID, FID∞, KID, IS, precision/recall and density/coverage against mathematics and against
-independent implementations (SciPy's sqrtm, torch-fidelity, direct formulas written here)."""
+independent implementations (SciPy's sqrtm, torch-fidelity, direct formulas written here).
+
+IS and KID are torch-fidelity's own functions (the metric units call them): their known answers
+are checked here as mgbench calls them."""
 
 from __future__ import annotations
 
@@ -16,8 +19,8 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import prc_features_to_metric
 
 from mgbench.errors import UsageError
-from mgbench.metrics.frechet import feature_statistics, fid_from_features, fid_infinity, frechet_distance
-from mgbench.metrics.knn import density_coverage, inception_score, kid, knn_radii, prdc, precision_recall
+from mgbench.metrics.frechet import feature_statistics, fid_infinity, frechet_distance
+from mgbench.metrics.knn import knn_radii, prdc
 
 
 def gen(seed: int) -> torch.Generator:
@@ -26,6 +29,35 @@ def gen(seed: int) -> torch.Generator:
 
 def gaussian(n: int, d: int, seed: int, mean: float = 0.0, scale: float = 1.0) -> torch.Tensor:
     return torch.randn(n, d, generator=gen(seed), dtype=torch.float64) * scale + mean
+
+
+def fid_from_features(x: torch.Tensor, y: torch.Tensor) -> float:
+    return frechet_distance(*feature_statistics(x), *feature_statistics(y))
+
+
+def inception_score(logits: torch.Tensor, splits: int = 10) -> dict[str, float]:
+    """torch-fidelity's IS on logits, contiguous splits (the unit shuffles first: tested end to end)."""
+    out = isc_features_to_metric(torch.as_tensor(logits), splits=splits, shuffle=False)
+    return {"is_mean": out["inception_score_mean"], "is_std": out["inception_score_std"]}
+
+
+def kid(*, real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
+        seed: int = 0) -> dict[str, float]:
+    """torch-fidelity's KID as the unit calls it (subset size cut to the smaller set)."""
+    size = min(subset_size, len(real), len(fake))
+    out = kid_features_to_metric(fake, real, kid_subsets=subsets, kid_subset_size=size,
+                                 rng_seed=seed, verbose=False)
+    return {"kid_mean": out["kernel_inception_distance_mean"], "kid_std": out["kernel_inception_distance_std"]}
+
+
+def precision_recall(*, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+    out = prdc(real=real, fake=fake, k_pr=3, k_dc=5)
+    return {"precision": out["precision"], "recall": out["recall"]}
+
+
+def density_coverage(*, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+    out = prdc(real=real, fake=fake, k_pr=3, k_dc=5)
+    return {"density": out["density"], "coverage": out["coverage"]}
 
 
 def random_spd(d: int, seed: int) -> np.ndarray:
@@ -119,7 +151,7 @@ def test_fid_with_fewer_samples_than_dimensions() -> None:
 
 def test_fid_between_two_samples_of_the_same_gaussian_is_d_d_plus_5_over_2n() -> None:
     # E[FID] ≈ d(d+5)/(2N) for two N-samples of N(0, I_d): 2d/N from the means,
-    # d(d+1)/(2N) from the covariances (DESIGN.md §5). Mean over 10 pairs: ±3 % noise.
+    # d(d+1)/(2N) from the covariances (docs/ARCHITECTURE.md). Mean over 10 pairs: ±3 % noise.
     d, n = 16, 2000
     values = [n * fid_from_features(gaussian(n, d, 2 * s), gaussian(n, d, 2 * s + 1)) for s in range(10)]
     assert np.mean(values) == pytest.approx(d * (d + 5) / 2, rel=0.15)
@@ -165,12 +197,16 @@ def test_inception_score_hand_computed() -> None:
     assert inception_score(logits, splits=1)["is_mean"] == pytest.approx(math.exp(kl), rel=1e-12)
 
 
-def test_inception_score_matches_torch_fidelity() -> None:
+def test_inception_score_matches_the_formula_written_out() -> None:
     logits = gaussian(1000, 10, 15, scale=3.0)
     ours = inception_score(logits, splits=10)
-    theirs = isc_features_to_metric(logits, splits=10, shuffle=False)
-    assert ours["is_mean"] == pytest.approx(theirs["inception_score_mean"], rel=1e-10)
-    assert ours["is_std"] == pytest.approx(theirs["inception_score_std"], rel=1e-8)
+    log_p = logits.log_softmax(dim=1)
+    scores = []
+    for part in log_p.split(100):  # 10 contiguous splits of 100
+        p = part.exp()
+        scores.append(float((p * (part - p.mean(0).log())).sum(1).mean().exp()))
+    assert ours["is_mean"] == pytest.approx(np.mean(scores), rel=1e-10)
+    assert ours["is_std"] == pytest.approx(np.std(scores), rel=1e-8)
 
 
 # ---------------------------------------------------------------- KID
@@ -189,19 +225,17 @@ def mmd2_unbiased_direct(x: np.ndarray, y: np.ndarray) -> float:
     return xx / (m * (m - 1)) + yy / (m * (m - 1)) - 2 * xy / m**2
 
 
-def test_kid_matches_direct_formula_and_torch_fidelity() -> None:
+def test_kid_matches_direct_formula() -> None:
     x, y = gaussian(12, 5, 16), gaussian(12, 5, 17, mean=0.4)
     # One subset of all samples: KID is permutation invariant, so no sampling is involved.
-    ours = kid(real=x, fake=y, subsets=1, subset_size=12, generator=gen(0))["kid_mean"]
+    ours = kid(real=x, fake=y, subsets=1, subset_size=12)["kid_mean"]
     assert ours == pytest.approx(mmd2_unbiased_direct(x.numpy(), y.numpy()), rel=1e-10)
-    theirs = kid_features_to_metric(y, x, kid_subsets=1, kid_subset_size=12, verbose=False)
-    assert ours == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-10)
 
 
 def test_kid_is_near_zero_for_equal_distributions_and_large_for_shifted() -> None:
     real = gaussian(1000, 16, 18)
-    same = kid(real=real, fake=gaussian(1000, 16, 19), subsets=50, subset_size=200, generator=gen(1))
-    shifted = kid(real=real, fake=gaussian(1000, 16, 20, mean=0.5), subsets=50, subset_size=200, generator=gen(1))
+    same = kid(real=real, fake=gaussian(1000, 16, 19), subsets=50, subset_size=200, seed=1)
+    shifted = kid(real=real, fake=gaussian(1000, 16, 20, mean=0.5), subsets=50, subset_size=200, seed=1)
     assert shifted["kid_mean"] > 20 * shifted["kid_std"] / math.sqrt(50)
     assert abs(same["kid_mean"]) < 0.05 * shifted["kid_mean"]
     assert abs(same["kid_mean"]) < same["kid_std"]  # unbiased: subset values scatter around 0
@@ -209,8 +243,8 @@ def test_kid_is_near_zero_for_equal_distributions_and_large_for_shifted() -> Non
 
 def test_kid_cuts_subset_size_to_the_smaller_set_and_is_seeded() -> None:
     x, y = gaussian(30, 4, 21), gaussian(50, 4, 22)
-    a = kid(real=x, fake=y, subsets=5, generator=gen(3))
-    b = kid(real=x, fake=y, subsets=5, generator=gen(3))
+    a = kid(real=x, fake=y, subsets=5, seed=3)
+    b = kid(real=x, fake=y, subsets=5, seed=3)
     assert a == b
 
 
@@ -303,4 +337,4 @@ def test_chunked_prdc_equals_full_matrix_reference() -> None:
 def test_arguments_are_keyword_only() -> None:
     x = gaussian(20, 4, 32)
     with pytest.raises(TypeError):
-        precision_recall(x, x)  # type: ignore[misc]
+        prdc(x, x)  # type: ignore[misc]

@@ -20,7 +20,8 @@ def one_hot_logits(labels: torch.Tensor, k: int) -> torch.Tensor:
 def test_a_single_class_sampler_covers_one_mode_with_kl_log_k() -> None:
     coarse = torch.full((600,), 2)
     fine = torch.arange(600) % 3
-    out = mode_coverage({"coarse": one_hot_logits(coarse, 4), "fine": one_hot_logits(fine, 3)}, CLASSES)
+    out = mode_coverage({"coarse": one_hot_logits(coarse, 4), "fine": one_hot_logits(fine, 3)}, CLASSES,
+                        joint=("coarse", "fine"))
     assert out["modes_coarse"] == 1
     assert out["kl_coarse"] == pytest.approx(math.log(4))
     assert out["modes_fine"] == 3
@@ -33,7 +34,7 @@ def test_balanced_predictions_cover_everything_with_zero_kl() -> None:
     n = 12 * 50
     joint = torch.arange(n) % 12
     heads = {"coarse": joint // 3, "fine": joint % 3}  # labels work as well as logits
-    out = mode_coverage(heads, CLASSES)
+    out = mode_coverage(heads, CLASSES, joint=("coarse", "fine"))
     assert out == pytest.approx(
         {"modes_coarse": 4, "kl_coarse": 0.0, "modes_fine": 3, "kl_fine": 0.0, "modes_joint": 12, "kl_joint": 0.0}
     )
@@ -62,7 +63,7 @@ def test_threshold_is_a_share_of_the_uniform_expectation() -> None:
 
 
 def test_joint_label_is_c_times_f_plus_f() -> None:
-    assert joint_labels(torch.tensor([0, 1, 3]), torch.tensor([2, 0, 1]), 3).tolist() == [2, 3, 10]
+    assert joint_labels([torch.tensor([0, 1, 3]), torch.tensor([2, 0, 1])], [4, 3]).tolist() == [2, 3, 10]
 
 
 def test_conditional_accuracy() -> None:

@@ -5,7 +5,7 @@ plays for FID (Heusel et al. 2017) and IS (Salimans et al. 2016), and of the MNI
 in Stacked-MNIST mode counts (VEEGAN, Srivastava et al. 2017; PacGAN, Lin et al. 2018): its
 penultimate embedding ``pool`` feeds FID/KID/precision-recall, its logits feed IS and the
 per-factor mode counts. On the shapes data it has two heads over a shared trunk, ``coarse`` and
-``fine`` (DESIGN.md §4), so a model's coverage is measured per scale.
+``fine`` (docs/ARCHITECTURE.md, "The embedded dataset"), so a model's coverage is measured per scale.
 
 Scores with this extractor are comparable only between runs that use the same classifier: its
 name holds the hash of its training inputs, and its weight hash goes into every cache key.
@@ -312,7 +312,7 @@ def domain_extractor(
     folder = Path(cache_dir) if cache_dir is not None else cache_root() / "domain"
     key = cache_key(key_parts)
     state, meta = cached_with_meta(key_parts, compute, folder, label="domain classifier")
-    extractor = DomainExtractor(state, heads, resolution, settings, f"domain-{key[:12]}", meta, device)
+    extractor = _from_cache(folder, key, state, meta, heads, resolution, settings, device)
     if reference is not None and meta.get("reference_sha256") != reference_hash:
         extractor.meta["accuracy"] = head_accuracy(extractor, reference)  # another reference split
     if extractor.accuracy:
@@ -322,6 +322,24 @@ def domain_extractor(
             ", ".join(f"{h} {a:.4f}" for h, a in extractor.accuracy.items()),
         )
     return extractor
+
+
+def _from_cache(folder: Path, key: str, state: dict[str, torch.Tensor], meta: Any, heads: dict[str, int],
+                resolution: int, settings: DomainSettings, device: torch.device) -> DomainExtractor:
+    """The extractor of a cache entry; an entry whose hash matches but whose tensors do not fit the
+    network (or whose metadata is no table) is damaged: a :class:`UsageError` naming its files."""
+    try:
+        if not isinstance(meta, dict):
+            raise TypeError(f"its metadata is {type(meta).__name__}, not a table")
+        accuracy = meta.get("accuracy", {})
+        if not isinstance(accuracy, dict) or not all(isinstance(a, (int, float)) for a in accuracy.values()):
+            raise TypeError("its accuracy is not a table of numbers")
+        return DomainExtractor(state, heads, resolution, settings, f"domain-{key[:12]}", meta, device)
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as err:
+        pt, js = folder / f"{key}.pt", folder / f"{key}.json"
+        why = " ".join(str(err).split())[:300] or type(err).__name__
+        raise UsageError(f"cached domain classifier {str(pt)!r} is damaged ({why})",
+                         f"delete {str(pt)!r} and {str(js)!r}: the next run trains it again") from None
 
 
 class FidelityDomainExtractor(FeatureExtractorBase):

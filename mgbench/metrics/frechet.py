@@ -112,11 +112,6 @@ def frechet_distance(mu1: Array, sigma1: Array, mu2: Array, sigma2: Array) -> fl
     return _frechet(mu1, sigma1, mu2, sigma2)
 
 
-def fid_from_features(features1: Array, features2: Array) -> float:
-    """FID between two N×d feature sets. It is biased upward at small N: report N beside it."""
-    return frechet_distance(*feature_statistics(features1), *feature_statistics(features2))
-
-
 def fid_infinity(
     fake_features: Array,
     real_stats: tuple[np.ndarray, np.ndarray],

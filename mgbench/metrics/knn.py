@@ -1,4 +1,4 @@
-"""Sample-based metrics on features: k-NN precision/recall/density/coverage, KID and IS.
+"""k-NN metrics on features: precision/recall and density/coverage in one chunked pass.
 
 * Improved precision and recall (Kynkäänniemi et al., NeurIPS 2019), k = 3: the manifold of a
   set is the union of balls around its points, each with the radius to its k-th nearest
@@ -7,9 +7,8 @@
 * Density and coverage (Naeem et al., ICML 2020), k = 5, both on the real balls only:
   density = (1/kM) Σ_j #{real balls that hold fake j}; coverage = fraction of real balls that
   hold at least one fake sample.
-* KID (Bińkowski et al., ICLR 2018): unbiased MMD² with the cubic polynomial kernel, averaged
-  over random subsets.
-* Inception score (Salimans et al., NeurIPS 2016) from classifier logits.
+
+(KID and the Inception score are torch-fidelity's own functions: see :mod:`mgbench.metrics.catalog`.)
 
 The real and fake sets are keyword-only arguments everywhere: torch-fidelity's positional
 (input1 = fake, input2 = real) order once got swapped in a caller, which silently exchanges
@@ -108,84 +107,3 @@ def prdc(
         "density": real_balls_per_fake / (k_dc * len(fake)),
         "coverage": int((nearest_fake < r_real_dc).sum()) / len(real),
     }
-
-
-def precision_recall(
-    *, real: torch.Tensor, fake: torch.Tensor, k: int = 3, block_size: int | None = None
-) -> dict[str, float]:
-    """Improved precision and recall (Kynkäänniemi et al. 2019). Collapsed fakes: P high, R ≈ 0."""
-    out = prdc(real=real, fake=fake, k_pr=k, k_dc=k, block_size=block_size)
-    return {"precision": out["precision"], "recall": out["recall"]}
-
-
-def density_coverage(
-    *, real: torch.Tensor, fake: torch.Tensor, k: int = 5, block_size: int | None = None
-) -> dict[str, float]:
-    """Density and coverage (Naeem et al. 2020). Density can exceed 1; coverage is in [0, 1]."""
-    out = prdc(real=real, fake=fake, k_pr=k, k_dc=k, block_size=block_size)
-    return {"density": out["density"], "coverage": out["coverage"]}
-
-
-def _mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, degree: int, gamma: float, coef0: float) -> float:
-    """Unbiased MMD² (Gretton et al. 2012, eq. 3) with k(a, b) = (γ a·b + c₀)^degree, equal sizes m."""
-    m = len(x)
-    k_xx = (x @ x.T * gamma + coef0) ** degree
-    k_yy = (y @ y.T * gamma + coef0) ** degree
-    k_xy = (x @ y.T * gamma + coef0) ** degree
-    within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
-    return float(within - 2 * k_xy.sum() / (m * m))
-
-
-def kid(
-    *,
-    real: torch.Tensor,
-    fake: torch.Tensor,
-    subsets: int = 100,
-    subset_size: int = 1000,
-    degree: int = 3,
-    gamma: float | None = None,
-    coef0: float = 1.0,
-    generator: torch.Generator,
-) -> dict[str, float]:
-    """Kernel Inception Distance (Bińkowski et al. 2018): mean and std of the unbiased MMD²
-    with the polynomial kernel (γ a·b + c₀)^3, γ = 1/d, over ``subsets`` random pairs of subsets.
-
-    Subsets are drawn without replacement; ``subset_size`` is cut to the smaller set's size.
-    The estimate is unbiased, so equal distributions give values around 0, negative ones too.
-    The std is over subsets (ddof = 0, as torch-fidelity). Computed in float64.
-    """
-    real, fake = _features(real, "real").double(), _features(fake, "fake").double()
-    if real.shape[1] != fake.shape[1]:
-        raise UsageError(f"feature dimensions differ: real {real.shape[1]}, fake {fake.shape[1]}")
-    m = min(subset_size, len(real), len(fake))
-    if m < 2:
-        raise UsageError(f"KID needs at least 2 samples per set, got subset size {m}")
-    gamma = 1.0 / real.shape[1] if gamma is None else gamma
-    mmds = []
-    for _ in range(subsets):
-        idx_r = torch.randperm(len(real), generator=generator)[:m].to(real.device)
-        idx_f = torch.randperm(len(fake), generator=generator)[:m].to(fake.device)
-        mmds.append(_mmd2_unbiased(real[idx_r], fake[idx_f], degree, gamma, coef0))
-    return {"kid_mean": float(np.mean(mmds)), "kid_std": float(np.std(mmds))}
-
-
-def inception_score(logits: torch.Tensor, splits: int = 10) -> dict[str, float]:
-    """Inception score (Salimans et al. 2016): exp E_x KL(p(y|x) ‖ p(y)), per split; mean and std.
-
-    ``logits`` are N×K classifier outputs (softmax is applied here, in float64). Splits are
-    contiguous, as in the original code: shuffle first if the order of samples is not random.
-    Uniform predictions give 1; confident predictions balanced over K classes give K.
-    """
-    logits = torch.as_tensor(logits)
-    if logits.ndim != 2 or len(logits) < splits:
-        raise UsageError(f"logits must be N×K with N ≥ splits = {splits}, got shape {tuple(logits.shape)}")
-    log_p = logits.double().log_softmax(dim=1)
-    n = len(log_p)
-    scores = []
-    for i in range(splits):
-        part = log_p[i * n // splits : (i + 1) * n // splits]
-        p = part.exp()
-        log_marginal = p.mean(dim=0).log()
-        kl = torch.where(p > 0, p * (part - log_marginal), 0.0).sum(dim=1)  # 0·log 0 = 0
-        scores.append(float(kl.mean().exp()))
-    return {"is_mean": float(np.mean(scores)), "is_std": float(np.std(scores))}

@@ -1,11 +1,12 @@
 """Per-scale mode coverage: the Stacked-MNIST mode count (Srivastava et al. 2017, VEEGAN;
 Lin et al. 2018, PacGAN) made scale-resolved.
 
-A classifier trained on real images of the embedded dataset predicts, for every generated
-image, its coarse factor (global shape) and its fine factor (local texture). From those
-predictions we count, per head, how many classes a sampler produces and how evenly it spreads
-over them (KL of the predicted-class histogram to the uniform), and the same for the joint
-label y = c·F + f, the label the conditional models are given.
+A classifier trained on real images of the dataset predicts, for every generated image, each
+factor the dataset declares (on the embedded shapes: the coarse factor, the global shape, and
+the fine factor, the local texture; on MNIST: the class). From those predictions we count, per
+head, how many classes a sampler produces and how evenly it spreads over them (KL of the
+predicted-class histogram to the uniform), and the same for the joint label of a dataset whose
+label combines several factors (shapes: y = c·F + f, the label the conditional models are given).
 
 When is a class covered? Stacked MNIST counts a mode once a single sample lands in it. With a
 classifier that errs, that makes a collapsed sampler look diverse: an error rate ε spread over
@@ -19,12 +20,13 @@ about 10 % of a collapsed sampler's images. ``min_share=0`` gives the classic co
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
 from mgbench.errors import UsageError
 
-COARSE, FINE, JOINT = "coarse", "fine", "joint"
+JOINT = "joint"
 
 
 def predictions(logits_or_preds: torch.Tensor) -> torch.Tensor:
@@ -37,9 +39,13 @@ def predictions(logits_or_preds: torch.Tensor) -> torch.Tensor:
     raise UsageError(f"expected N×K logits or N integer labels, got {x.dtype} {tuple(x.shape)}")
 
 
-def joint_labels(coarse: torch.Tensor, fine: torch.Tensor, fine_classes: int) -> torch.Tensor:
-    """The joint label y = c·F + f of DESIGN.md §4."""
-    return coarse.long() * fine_classes + fine.long()
+def joint_labels(preds: Sequence[torch.Tensor], classes: Sequence[int]) -> torch.Tensor:
+    """The joint label of several factors, the first most significant: y = c·F + f for shapes'
+    (coarse c, fine f) with F fine classes (docs/ARCHITECTURE.md, "The embedded dataset")."""
+    out = torch.zeros_like(preds[0], dtype=torch.long)
+    for p, k in zip(preds, classes, strict=True):
+        out = out * k + p.long()
+    return out
 
 
 def _histogram(preds: torch.Tensor, classes: int, name: str) -> torch.Tensor:
@@ -61,6 +67,7 @@ def mode_coverage(
     head_logits: dict[str, torch.Tensor],
     factor_classes: dict[str, int],
     *,
+    joint: Sequence[str] = (),
     min_count: int = 1,
     min_share: float = 0.1,
 ) -> dict[str, float]:
@@ -69,7 +76,8 @@ def mode_coverage(
     ``head_logits`` maps a head name to N×K logits (or N predicted labels); ``factor_classes``
     gives K per head. Returns ``modes_<head>`` (number of covered classes, see the module
     docstring) and ``kl_<head>`` (nats; 0 for perfectly balanced, log K for a single class),
-    plus ``modes_joint`` / ``kl_joint`` over c·F + f when heads ``coarse`` and ``fine`` exist.
+    plus ``modes_joint`` / ``kl_joint`` over the label combining the heads ``joint`` (e.g.
+    ``("coarse", "fine")``: c·F + f) when it names two or more.
     """
     preds = {}
     for name, logits in head_logits.items():
@@ -80,9 +88,9 @@ def mode_coverage(
             raise UsageError(f"head {name!r}: {x.shape[1]} logits but {factor_classes[name]} classes")
         preds[name] = predictions(x)
     classes = {name: factor_classes[name] for name in preds}
-    if COARSE in preds and FINE in preds:
-        preds[JOINT] = joint_labels(preds[COARSE], preds[FINE], classes[FINE])
-        classes[JOINT] = classes[COARSE] * classes[FINE]
+    if len(joint) > 1 and all(h in preds for h in joint):
+        preds[JOINT] = joint_labels([preds[h] for h in joint], [classes[h] for h in joint])
+        classes[JOINT] = math.prod(classes[h] for h in joint)
 
     out: dict[str, float] = {}
     for name, p in preds.items():
@@ -91,6 +99,13 @@ def mode_coverage(
         out[f"modes_{name}"] = int((counts >= threshold).sum())
         out[f"kl_{name}"] = _kl_to_uniform(counts)
     return out
+
+
+def predicted_labels(head_logits: dict[str, torch.Tensor], factor_classes: dict[str, int],
+                     label_heads: Sequence[str]) -> torch.Tensor:
+    """The class label the heads predict, in the dataset's label space (the ``label_heads``
+    combined as :func:`joint_labels`)."""
+    return joint_labels([predictions(head_logits[h]) for h in label_heads], [factor_classes[h] for h in label_heads])
 
 
 def conditional_accuracy(logits_or_preds: torch.Tensor, requested_labels: torch.Tensor) -> float:
