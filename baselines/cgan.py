@@ -15,9 +15,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from baselines.dcgan import DCGAN, DCGANConfig
-from baselines.nets import dcgan_discriminator, dcgan_generator, evaluating, one_hot, require_labels
 from mgbench.contract import DataSpec
+from mgbench_baselines.dcgan import DCGAN, DCGANConfig
+from mgbench_baselines.nets import dcgan_discriminator, dcgan_generator, evaluating, one_hot, require_labels
 
 
 class CGAN(DCGAN):

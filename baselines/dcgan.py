@@ -10,9 +10,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from baselines.nets import (
+from mgbench.contract import DataSpec, GenerativeModel
+from mgbench_baselines.nets import (
     adam,
-    bf16_autocast,
     check_image_data,
     dcgan_discriminator,
     dcgan_generator,
@@ -20,9 +20,7 @@ from baselines.nets import (
     gan_update,
     init_dcgan_weights,
     memory_format,
-    use_bf16,
 )
-from mgbench.contract import DataSpec, GenerativeModel
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,6 @@ class DCGANConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPU (see the report)
-    bf16: bool | None = None  # bfloat16 autocast in training steps; None: where native (baselines.nets.use_bf16)
 
 
 class DCGAN(GenerativeModel):
@@ -48,7 +45,6 @@ class DCGAN(GenerativeModel):
 
     def __init__(self, config: DCGANConfig, data: DataSpec, device: torch.device) -> None:
         super().__init__(config, data, device)
-        self.bf16 = use_bf16(config.bf16, self.device)
         self.format = memory_format(config.channels_last)
         self.netG = self._make_generator(config, data)
         self.netD = self._make_discriminator(config, data)
@@ -86,8 +82,7 @@ class DCGAN(GenerativeModel):
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
         real = images.contiguous(memory_format=self.format)
-        with bf16_autocast(self.device, self.bf16):
-            fake = self._generate(self._noise(real.shape[0]), labels)
+        fake = self._generate(self._noise(real.shape[0]), labels)
         d_loss, g_loss = gan_update(
             self.netD,
             self.optimizers["D"],
@@ -95,7 +90,6 @@ class DCGAN(GenerativeModel):
             lambda x: self._discriminate(x, labels),
             real,
             fake,
-            self.bf16,
         )
         return {"d_loss": d_loss, "g_loss": g_loss}
 

@@ -19,7 +19,7 @@ Architecture of the paper's CIFAR-10 model (§4), with the widths made configura
 * D_k: two strided convolutions then a linear layer; it sees h_k concatenated with l_k (the paper
   adds l_k to h_k before its first layer, which a first convolution over the concatenation can
   represent).
-* Class conditioning (``conditional_on_class``): the one-hot label is concatenated to the inputs
+* Class conditioning (:class:`ConditionalLAPGAN`): the one-hot label is concatenated to the inputs
   of G_0 / D_0 and, through a linear layer reshaped to one s×s plane, to those of G_k / D_k (§4).
 
 Changes from the paper, for parity with the other baselines: Adam (lr 2e-4, β1 0.5) instead of
@@ -37,20 +37,17 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from baselines.nets import (
+from mgbench.contract import DataSpec, GenerativeModel, ProducesPyramid
+from mgbench.pyramid import downsample, upsample
+from mgbench_baselines.nets import (
     adam,
-    bf16_autocast,
     check_image_data,
     evaluating,
     gan_update,
     init_dcgan_weights,
     one_hot,
     require_labels,
-    use_bf16,
 )
-from mgbench.contract import DataSpec, GenerativeModel
-from mgbench.errors import UsageError
-from mgbench.pyramid import downsample, upsample
 
 COARSEST = 8  # pixels of level 0, as in the paper's CIFAR-10 model (8 → 16 → 32)
 
@@ -64,8 +61,6 @@ class LAPGANConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
-    conditional_on_class: bool = False
-    bf16: bool | None = None  # bfloat16 autocast in training steps; None: where native (baselines.nets.use_bf16)
 
 
 class CoarseGenerator(nn.Module):
@@ -156,7 +151,7 @@ class ResidualDiscriminator(nn.Module):
         return self.net(torch.cat([band, low, *self.label(y)], dim=1)).flatten()
 
 
-class LAPGAN(GenerativeModel):
+class LAPGAN(GenerativeModel, ProducesPyramid):
     """Laplacian pyramid of GANs; levels 8 px → ×2 → the data resolution (16 px: 2, 32 px: 3, 64 px: 4)."""
 
     description: ClassVar[str] = "LAPGAN (Denton et al. 2015): one GAN per Laplacian pyramid level, 8 px up"
@@ -165,8 +160,6 @@ class LAPGAN(GenerativeModel):
 
     def __init__(self, config: LAPGANConfig, data: DataSpec, device: torch.device) -> None:
         super().__init__(config, data, device)
-        self.bf16 = use_bf16(config.bf16, self.device)
-        self.conditional = config.conditional_on_class  # the harness reads it from the instance
         classes = data.num_classes if self.conditional else 0
         self.sizes = [COARSEST]  # pixels per level, coarse to fine
         while self.sizes[-1] < data.resolution:
@@ -189,15 +182,14 @@ class LAPGAN(GenerativeModel):
     def num_levels(self) -> int:
         return len(self.sizes)
 
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        return tuple(self.sizes)
+
     @classmethod
     def check_data(cls, config: LAPGANConfig, data: DataSpec) -> None:
         super().check_data(config, data)
         check_image_data(cls.__name__, data, minimum=2 * COARSEST)
-        if config.conditional_on_class and data.num_classes < 2:
-            raise UsageError(
-                "LAPGAN with conditional_on_class = true needs class labels and the dataset has none",
-                "use a labelled dataset or set conditional_on_class = false",
-            )
 
     def _labels(self, labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
         if not self.conditional:
@@ -231,11 +223,9 @@ class LAPGAN(GenerativeModel):
         y = self._labels(labels, n)
         losses: dict[str, torch.Tensor] = {}
         for k, (low, target) in enumerate(self.real_levels(images)):
-            with bf16_autocast(self.device, self.bf16):
-                fake, discriminate = self._level(k, low, y, n)
+            fake, discriminate = self._level(k, low, y, n)
             opt_d, opt_g = self.optimizers[f"d{k}"], self.optimizers[f"g{k}"]
-            d_loss, g_loss = gan_update(self.discriminators[k], opt_d, opt_g, discriminate, target, fake,
-                                        self.bf16)
+            d_loss, g_loss = gan_update(self.discriminators[k], opt_d, opt_g, discriminate, target, fake)
             losses[f"d_loss_{self.sizes[k]}px"] = d_loss
             losses[f"g_loss_{self.sizes[k]}px"] = g_loss
         return {
@@ -269,15 +259,9 @@ class LAPGAN(GenerativeModel):
         return self.sample_pyramid(n, labels, generator)[-1].clamp(-1.0, 1.0)
 
 
-@dataclass(frozen=True)
-class ConditionalLAPGANConfig(LAPGANConfig):
-    conditional_on_class: bool = True
-
-
 class ConditionalLAPGAN(LAPGAN):
     """Class-conditional LAPGAN (paper §4, CIFAR-10 "CC-LAPGAN"). Not registered by default:
     register it with ``register_model("cc-lapgan")(ConditionalLAPGAN)`` in a plugin module."""
 
     description: ClassVar[str] = "Class-conditional LAPGAN (Denton et al. 2015): label as an input plane"
     conditional: ClassVar[bool] = True
-    Config: ClassVar[type] = ConditionalLAPGANConfig

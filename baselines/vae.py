@@ -31,18 +31,16 @@ from typing import ClassVar
 
 import torch
 
-from baselines.nets import (
+from mgbench.contract import DataSpec, GenerativeModel, Reconstructs
+from mgbench_baselines.nets import (
     adam,
-    bf16_autocast,
     check_image_data,
     dcgan_discriminator,
     dcgan_generator,
     evaluating,
     init_dcgan_weights,
     memory_format,
-    use_bf16,
 )
-from mgbench.contract import DataSpec, GenerativeModel, Reconstructs
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,6 @@ class VAEConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     channels_last: bool = True
-    bf16: bool | None = None  # bfloat16 autocast in training steps; None: where native (baselines.nets.use_bf16)
 
 
 class VAE(GenerativeModel, Reconstructs):
@@ -69,7 +66,6 @@ class VAE(GenerativeModel, Reconstructs):
 
     def __init__(self, config: VAEConfig, data: DataSpec, device: torch.device) -> None:
         super().__init__(config, data, device)
-        self.bf16 = use_bf16(config.bf16, self.device)
         self.format = memory_format(config.channels_last)
         # encoder: image → (2·latent) x 1 x 1, split into μ and log σ²
         self.encoder = dcgan_discriminator(
@@ -100,10 +96,9 @@ class VAE(GenerativeModel, Reconstructs):
     def train_step(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
         opt = self.optimizers["adam"]
         opt.zero_grad(set_to_none=True)
-        with bf16_autocast(self.device, self.bf16):
-            mu, logvar = self._encode(images)
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation (K&W §2.4)
-            recon_images = self._decode(z).float()
+        mu, logvar = self._encode(images)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation (K&W §2.4)
+        recon_images = self._decode(z).float()
         n = images.shape[0]
         recon = (recon_images - images).square().sum() / (2 * self.config.sigma**2 * n)
         kl = 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum() / n

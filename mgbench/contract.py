@@ -48,7 +48,9 @@ class GenerativeModel(ABC):
     """
 
     description: ClassVar[str] = ""
-    conditional: ClassVar[bool] = False  # True: needs labels to train and to sample
+    # True: needs labels to train and to sample. A class attribute, never set on an instance:
+    # the harness reads it from the class before it builds the model.
+    conditional: ClassVar[bool] = False
     Config: ClassVar[type] = NoConfig
 
     def __init__(self, config: Any, data: DataSpec, device: torch.device) -> None:
@@ -80,14 +82,43 @@ class GenerativeModel(ABC):
         A conditional model draws image i of class ``labels[i]``; ``labels`` is required.
         """
 
-    # Everything below is derived from ``self.networks`` and ``self.optimizers``.
+    # Optional hooks; the defaults suit a single-scale model with a fixed schedule.
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        """The resolutions the model generates at, coarse to fine (reports group single-scale and
+        multi-scale models by it). A model with intermediate outputs also implements
+        :class:`ProducesPyramid`."""
+        return (self.data.resolution,)
+
+    def on_train_start(self, steps: int, batch_size: int) -> None:
+        """Called by the harness before training, with the run's budget: ``steps`` of ``batch_size``
+        images. Schedules measured in images (progressive growing's phases, KL warm-up) are set
+        here. On a resume it is called before the checkpoint is loaded."""
+        return None  # a hook: the default does nothing
+
+    def extra_state(self) -> dict[str, Any]:
+        """Training state beyond networks and optimisers (a phase, a fade-in α, a step count), as
+        plain numbers, strings, lists, dicts or tensors; checkpointed so a resume is exact."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+        return None  # a hook: the default has nothing to restore
+
+    # Everything below is derived from ``self.networks``, ``self.optimizers`` and the hooks above.
 
     def state_dict(self) -> dict[str, dict[str, Any]]:
-        """Networks AND optimisers, as plain state dicts (safe for ``torch.load(weights_only=True)``)."""
-        return {
+        """Networks AND optimisers (and :meth:`extra_state`), as plain state dicts (safe for
+        ``torch.load(weights_only=True)``)."""
+        state: dict[str, dict[str, Any]] = {
             "networks": {k: net.state_dict() for k, net in self.networks.items()},
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
         }
+        extra = self.extra_state()
+        if extra:
+            state["extra"] = extra
+        return state
 
     def load_state_dict(self, state: dict[str, dict[str, Any]]) -> None:
         for group, members in (("networks", self.networks), ("optimizers", self.optimizers)):
@@ -98,6 +129,7 @@ class GenerativeModel(ABC):
                 )
             for k, obj in members.items():
                 obj.load_state_dict(state[group][k])
+        self.load_extra_state(state.get("extra", {}))
 
     def train(self, mode: bool = True) -> GenerativeModel:
         for net in self.networks.values():
@@ -122,3 +154,20 @@ class Reconstructs(ABC):
 
 def can_reconstruct(model: GenerativeModel) -> bool:
     return isinstance(model, Reconstructs)
+
+
+class ProducesPyramid(ABC):
+    """Mix-in for models that make intermediate images on the way to the output (LAPGAN's levels,
+    a progressive or multi-scale-gradient generator's outputs per block): the harness scores each
+    against the real images' Gaussian pyramid at its resolution."""
+
+    @abstractmethod
+    def sample_pyramid(
+        self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> list[torch.Tensor]:
+        """The images of one sampling chain, coarse to fine (n×C×r×r each, in [-1, 1], unclamped
+        allowed), one per entry of ``resolutions``; the last is what :meth:`sample` returns."""
+
+
+def produces_pyramid(model: GenerativeModel) -> bool:
+    return isinstance(model, ProducesPyramid)

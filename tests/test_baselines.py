@@ -11,18 +11,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from baselines.cgan import CGAN
-from baselines.dcgan import DCGAN, DCGANConfig
-from baselines.lapgan import LAPGAN, ConditionalLAPGAN, LAPGANConfig
-from baselines.vae import VAE, VAEConfig
 from mgbench.contract import DataSpec
 from mgbench.errors import UsageError
 from mgbench.pyramid import laplacian_pyramid, upsample
+from mgbench_baselines.cgan import CGAN
+from mgbench_baselines.dcgan import DCGAN, DCGANConfig
+from mgbench_baselines.lapgan import LAPGAN, ConditionalLAPGAN, LAPGANConfig
+from mgbench_baselines.vae import VAE, VAEConfig
 
 CPU = torch.device("cpu")
-# float32 (bf16 = None would turn bfloat16 on where the CPU has it): these checks are exact.
-TINY_GAN = DCGANConfig(nz=8, ngf=8, ndf=8, bf16=False)
-TINY_LAPGAN = LAPGANConfig(nz=8, coarse_g_hidden=32, coarse_d_hidden=32, width=8, bf16=False)
+TINY_GAN = DCGANConfig(nz=8, ngf=8, ndf=8)
+TINY_LAPGAN = LAPGANConfig(nz=8, coarse_g_hidden=32, coarse_d_hidden=32, width=8)
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -79,7 +78,7 @@ def test_dcgan_channels_last_computes_the_same():
     models = []
     for channels_last in (False, True):
         torch.manual_seed(0)
-        config = DCGANConfig(nz=8, ngf=8, ndf=8, channels_last=channels_last, bf16=False)
+        config = DCGANConfig(nz=8, ngf=8, ndf=8, channels_last=channels_last)
         models.append(DCGAN(config, DataSpec(3, 32), CPU))
     x = images(8, 32)
     losses = []
@@ -90,20 +89,6 @@ def test_dcgan_channels_last_computes_the_same():
         torch.testing.assert_close(losses[0][key], losses[1][key], rtol=1e-4, atol=1e-5)
     a, b = (m.sample(4, generator=seeded(2)) for m in models)
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-
-
-def test_bf16_default_follows_the_device(monkeypatch):
-    """``bf16 = None`` turns bfloat16 on exactly where the CPU has it natively; True/False win."""
-    from mgbench import device
-
-    for flags, native in ((frozenset({"avx512f", "avx512_bf16"}), True), (frozenset({"avx512f", "avx2"}), False)):
-        monkeypatch.setattr(device, "_cpu_flags", lambda flags=flags: flags)
-        assert DCGAN(DCGANConfig(nz=8, ngf=8, ndf=8), DataSpec(3, 16), CPU).bf16 is native
-        assert VAE(VAEConfig(ngf=8, ndf=8), DataSpec(3, 16), CPU).bf16 is native
-        assert LAPGAN(LAPGANConfig(nz=8, width=8), DataSpec(3, 16), CPU).bf16 is native
-        for setting in (True, False):
-            assert DCGAN(DCGANConfig(nz=8, ngf=8, ndf=8, bf16=setting), DataSpec(3, 16), CPU).bf16 is setting
-    assert not device.native_bf16(torch.device("cuda"))  # not measured on a GPU yet: opt in
 
 
 def test_resuming_without_optimiser_state_diverges():
@@ -164,7 +149,7 @@ def test_cgan_samples_follow_the_label():
 def test_vae_loss_is_the_negative_elbo():
     """recon = −log N(x; x̂, σ²I) without its constant; kl = KL(q(z|x) ‖ N(0, I)); per image."""
     torch.manual_seed(0)
-    config = VAEConfig(latent_dim=8, ngf=8, ndf=8, sigma=0.2, bf16=False)
+    config = VAEConfig(latent_dim=8, ngf=8, ndf=8, sigma=0.2)
     model = VAE(config, DataSpec(3, 16), CPU)
     x = images(6, 16)
     with torch.no_grad():
@@ -285,4 +270,4 @@ def test_conditional_lapgan_uses_labels():
         model.sample(4, None, generator=seeded(1))
     assert not LAPGAN(TINY_LAPGAN, data, CPU).conditional
     with pytest.raises(UsageError):
-        LAPGAN.check_data(LAPGANConfig(conditional_on_class=True), DataSpec(3, 16))
+        ConditionalLAPGAN.check_data(LAPGANConfig(), DataSpec(3, 16))  # conditional: needs labels
