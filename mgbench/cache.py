@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 
 from mgbench.errors import UsageError
 from mgbench.features.weights import file_sha256, safe_load_state_dict
+from mgbench.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +90,10 @@ def save_entry(folder: Path, key: str, key_parts: dict[str, Any], tensors: Tenso
     # clone: torch.save of a view would store the whole underlying storage.
     plain = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}
     pt = folder / f"{key}.pt"
-    _atomic_write(pt, lambda f: torch.save(plain, f))
+    write_atomic(pt, lambda f: torch.save(plain, f))
     sidecar = {"key": key, "key_parts": key_parts, "sha256": file_sha256(pt), "meta": meta}
     text = json.dumps(sidecar, indent=1, sort_keys=True, allow_nan=False).encode()
-    _atomic_write(folder / f"{key}.json", lambda f: f.write(text))
+    write_atomic(folder / f"{key}.json", text)
 
 
 def load_entry(folder: Path, key: str, key_parts: dict[str, Any]) -> tuple[Tensors, dict[str, Any]] | None:
@@ -117,15 +117,3 @@ def load_entry(folder: Path, key: str, key_parts: dict[str, Any]) -> tuple[Tenso
         raise UsageError(f"cache file {str(pt)!r} does not match the hash in its sidecar (tampered or damaged)", fix)
     return safe_load_state_dict(pt), meta
 
-
-def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -53,10 +53,10 @@ def make(tmp: Path, mnist_dir: Path) -> dict[str, str]:
 
 RUN = ["run", "--preset", "smoke"]
 CASES = [  # (id, argv with {placeholders}, words the message must hold)
-    ("unknown model", RUN + ["--models", "dcgna"], ["dcgna", "dcgan, lapgan"]),
+    ("unknown model", RUN + ["--models", "dcgna"], ["dcgna", "dcgan", "lapgan"]),
     ("unknown dataset", RUN + ["--dataset", "imagenet"], ["imagenet", "cifar10"]),
     ("unknown preset", ["run", "--preset", "fast"], ["fast", "quick", "smoke"]),
-    ("unknown feature extractor", RUN + ["--feature-extractor", "clip"], ["clip", "inception"]),
+    ("unknown feature extractor", RUN + ["--feature-extractor", "resnet"], ["resnet", "inception", "dinov2"]),
     ("unknown device", RUN + ["--device", "tpu"], ["tpu", "cuda"]),
     ("negative steps", RUN + ["--steps", "-5"], ["train.steps", "positive"]),
     ("batch size 0", RUN + ["--batch-size", "0"], ["train.batch_size", "positive"]),

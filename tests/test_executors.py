@@ -18,8 +18,8 @@ import pytest
 from mgbench import presets
 from mgbench.cli import build_config, main, make_parser
 from mgbench.errors import UsageError
-from mgbench.executors.local import LocalExecutor, threads_per_job
-from mgbench.results import TIMING_COLUMNS
+from mgbench.executors.local import LocalExecutor, auto_workers
+from mgbench.schema import timing_columns
 
 TESTS = Path(__file__).parent
 RUN_TIMEOUT_S = 600  # one `mgbench run` of the grid below takes about a minute on 2 busy cores
@@ -31,7 +31,7 @@ GRID = """
 preset = "smoke"
 models = ["dcgan", "vae", "test-raises", "test-dies"]
 plugins = ["plugin_models"]
-num_cpus = 1
+threads = 1
 [train]
 steps = 100
 checkpoint_every = 20
@@ -56,7 +56,8 @@ def _run(config: Path, out: Path, cache: Path, *flags: str) -> Path:
 
 def _results(run_dir: Path) -> pd.DataFrame:
     """Every non-timing column, in a fixed column order (a run's order follows its first rows)."""
-    df = pd.read_csv(run_dir / "results.csv").drop(columns=TIMING_COLUMNS)
+    df = pd.read_csv(run_dir / "results.csv")
+    df = df.drop(columns=timing_columns(df.columns))
     df["message"] = df["message"].str.replace(str(run_dir.resolve()), "<run>").str.replace(str(run_dir), "<run>")
     return df[sorted(df.columns)]
 
@@ -110,7 +111,7 @@ def grid(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def sequential(grid, cache, tmp_path_factory) -> Path:
     """The reference: the grid run one job at a time by the local executor."""
-    run_dir = _run(grid, tmp_path_factory.mktemp("sequential"), cache)
+    run_dir = _run(grid, tmp_path_factory.mktemp("sequential"), cache, "--workers", "1")
     rows = pd.read_csv(run_dir / "results.csv").set_index("model")
     assert list(rows.loc[["dcgan", "vae", "real-data", "noise"], "status"]) == ["ok"] * 4
     assert rows.loc["test-raises", "status"] == "failed" and "boom in train_step" in rows.loc["test-raises", "message"]
@@ -121,12 +122,17 @@ def sequential(grid, cache, tmp_path_factory) -> Path:
 # ---- the local executor --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cores, workers", [(2, 1), (2, 2), (2, 3), (16, 3), (64, 8)])
-def test_workers_share_the_cores_without_oversubscribing(cores, workers):
-    threads = threads_per_job(cores, workers, None)
-    assert threads >= 1
-    assert threads * workers <= max(cores, workers)  # at most one thread per core, if cores allow
-    assert (threads + 1) * workers > cores  # and no core left idle that a worker could use
+@pytest.mark.parametrize("cores, threads, gpus, workers", [(2, 1, 0, 2), (16, 1, 0, 16), (16, 4, 0, 4),
+                                                          (3, 2, 0, 1), (1, 4, 0, 1), (16, 1, 2, 2)])
+def test_auto_workers_fill_the_cores_or_the_gpus(cores, threads, gpus, workers):
+    assert auto_workers(cores, threads, gpus) == workers
+
+
+def test_the_workers_never_change_the_threads_of_a_job():
+    """The threads are the protocol's: a bigger machine runs more jobs at once with the same bits."""
+    for workers in (1, 2, 7):
+        assert LocalExecutor(workers=workers, threads=1, device="cpu").threads == 1
+    assert LocalExecutor(workers=None, threads=3, device="cpu").describe()["threads_per_job"] == 3
 
 
 def test_each_worker_gets_its_own_gpu_within_the_visible_ones(monkeypatch):
@@ -150,10 +156,10 @@ def test_inconsistent_executor_flags_exit_2(flags, words, tmp_path, capsys):
     assert not (tmp_path / "smoke").exists()
 
 
-def test_the_ray_executor_drops_a_presets_local_workers():
-    args = make_parser().parse_args(["run", "--executor", "ray"])  # quick: two local workers
-    assert presets.preset("quick")["workers"] == 2
-    assert build_config(args).workers == 1
+def test_the_ray_executor_takes_no_local_workers():
+    args = make_parser().parse_args(["run", "--executor", "ray"])
+    assert "workers" not in presets.preset("quick").get("execution", {})
+    assert build_config(args).execution.workers is None
     args = make_parser().parse_args(["run", "--executor", "ray", "--workers", "2"])
     with pytest.raises(UsageError, match="workers is for the local executor"):
         build_config(args)
@@ -252,7 +258,9 @@ def test_ray_cluster_gives_the_sequential_results_though_a_worker_is_killed(
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while not (checkpoint.exists() and '"step": 20' in checkpoint.read_text()):
-            assert driver.poll() is None and time.monotonic() < deadline, "the job never reached step 20"
+            if driver.poll() is not None:
+                pytest.fail(f"the run ended (exit {driver.returncode}) before step 20: {driver.stderr.read()[-3000:]}")
+            assert time.monotonic() < deadline, "the job never reached step 20"
             time.sleep(0.02)
         # Ray names a worker's process after the task it runs: ray::mgbench:<job id>. Only this
         # test's cluster counts (its raylets descend from this process): another Ray on the machine

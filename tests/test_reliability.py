@@ -13,8 +13,8 @@ import pytest
 from mgbench.cli import main
 from mgbench.config import RunConfig
 from mgbench.presets import preset
-from mgbench.results import TIMING_COLUMNS
 from mgbench.runner import run_lock
+from mgbench.schema import timing_columns
 
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).parent
@@ -46,7 +46,7 @@ def test_second_run_on_a_locked_directory_is_refused(tmp_path, capsys):
 
 RESUMABLE = """
 preset = "smoke"
-models = ["dcgan"]
+models = ["{model}"]
 [train]
 steps = 120
 checkpoint_every = 20
@@ -58,17 +58,18 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "mgbench", "run", *args]
 
 
-def test_resume_after_kill_gives_the_uninterrupted_results(tmp_path):
+@pytest.mark.parametrize("model", ["dcgan", "progan", "msggan"])  # progan: killed mid-fade
+def test_resume_after_kill_gives_the_uninterrupted_results(model, tmp_path):
     """Kill -9 the whole run (parent and job process) at several points, resume, compare."""
     config = tmp_path / "run.toml"
-    config.write_text(RESUMABLE)
+    config.write_text(RESUMABLE.format(model=model))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     assert subprocess.run(_cli("--config", str(config), "--out", str(tmp_path / "ref")), env=env,
                           capture_output=True).returncode == 0
     reference = pd.read_csv(tmp_path / "ref" / "smoke" / "results.csv")
 
     run_dir = tmp_path / "killed" / "smoke"
-    checkpoint = run_dir / "checkpoints" / "dcgan-seed0.json"
+    checkpoint = run_dir / "checkpoints" / f"{model}-seed0.json"
     kill_points = [  # (what we wait for, description)
         (lambda: checkpoint.exists() and '"step": 20' in checkpoint.read_text(), "after the step-20 checkpoint"),
         (lambda: checkpoint.exists() and '"step": 60' in checkpoint.read_text(), "after the step-60 checkpoint"),
@@ -81,13 +82,14 @@ def test_resume_after_kill_gives_the_uninterrupted_results(tmp_path):
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert not (run_dir / "results.csv").exists() or "dcgan" not in (run_dir / "results.csv").read_text()
+    assert not (run_dir / "results.csv").exists() or model not in (run_dir / "results.csv").read_text()
     done = subprocess.run(_cli("--resume", str(run_dir)), env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     resumed = pd.read_csv(run_dir / "results.csv")
-    pd.testing.assert_frame_equal(reference.drop(columns=TIMING_COLUMNS), resumed.drop(columns=TIMING_COLUMNS))
-    assert (tmp_path / "ref/smoke/samples/dcgan-seed0.png").read_bytes() == \
-        (run_dir / "samples/dcgan-seed0.png").read_bytes()
+    pd.testing.assert_frame_equal(reference.drop(columns=timing_columns(reference.columns)),
+                                  resumed.drop(columns=timing_columns(resumed.columns)))
+    assert (tmp_path / f"ref/smoke/samples/{model}-seed0.png").read_bytes() == \
+        (run_dir / f"samples/{model}-seed0.png").read_bytes()
 
 
 def test_check_determinism_reports_identical_runs(tmp_path, capsys):

@@ -16,11 +16,11 @@ from typing import Any, Protocol
 
 from mgbench.config import RunConfig
 from mgbench.executors.local import LocalExecutor
-from mgbench.executors.process import ProcessSettings, failure_row, run_in_subprocess, write_atomic
+from mgbench.executors.process import ProcessSettings, run_in_subprocess
 from mgbench.job import Job
 
-__all__ = ["Executor", "LocalExecutor", "ProcessSettings", "failure_row", "make_executor",
-           "run_in_subprocess", "write_atomic"]
+__all__ = ["Executor", "LocalExecutor", "ProcessSettings", "make_executor",
+           "run_in_subprocess"]
 
 
 class Executor(Protocol):
@@ -41,8 +41,9 @@ class Executor(Protocol):
 
 def make_executor(config: RunConfig) -> Executor:
     """The executor that ``config`` names; Ray is imported (and connected to) only here."""
-    if config.executor == "ray":
+    run = config.execution
+    if run.executor == "ray":
         from mgbench.executors.ray_executor import RayExecutor
 
-        return RayExecutor(config.address, config.num_cpus, config.num_gpus, config.max_retries)
-    return LocalExecutor(config.workers, config.num_cpus, config.device)
+        return RayExecutor(run.address, config.threads, run.num_gpus, run.max_retries)
+    return LocalExecutor(run.workers, config.threads, config.device)

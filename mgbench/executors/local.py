@@ -1,7 +1,9 @@
 """The local executor: job processes on this machine, one at a time or ``workers`` at once.
 
-With several workers each job process gets its own GPU (round robin over the visible ones)
-and an equal share of the CPU cores as torch threads, so that N jobs do not fight over cores.
+Every job process runs with the run's ``threads`` torch threads (part of the protocol: the bits
+depend on it), so the number of workers changes only how long the run takes. By default (auto)
+a CPU run fills the cores — cores // threads jobs at once — and a GPU run puts one job on each
+visible GPU (round robin).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import torch
 
-from mgbench.executors.process import ProcessSettings, run_in_subprocess
+from mgbench.executors.process import JobProcesses, ProcessSettings, run_in_subprocess
 from mgbench.job import Job
 
 
@@ -27,11 +29,9 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def threads_per_job(cores: int, workers: int, num_cpus: float | None) -> int:
-    """``num_cpus`` if given, else an equal share of ``cores``; at least one."""
-    if num_cpus is not None:
-        return max(1, int(num_cpus))
-    return max(1, cores // workers)
+def auto_workers(cores: int, threads: int, gpus: int) -> int:
+    """Jobs at once when the config leaves it open: one per GPU, else as many as the cores hold."""
+    return gpus if gpus else max(1, cores // threads)
 
 
 def visible_gpus(device: str) -> list[str]:
@@ -47,25 +47,27 @@ def visible_gpus(device: str) -> list[str]:
 class LocalExecutor:
     """Job processes on this machine: ``workers`` at a time (1: today's sequential run)."""
 
-    def __init__(self, workers: int = 1, num_cpus: float | None = None, device: str = "auto") -> None:
-        self.workers = workers
-        self.num_cpus = num_cpus
-        self.gpus = visible_gpus(device) if workers > 1 else []
-        self.threads = None if workers == 1 and num_cpus is None else \
-            threads_per_job(available_cores(), workers, num_cpus)
+    def __init__(self, workers: int | None = None, threads: int = 1, device: str = "auto") -> None:
+        gpus = visible_gpus(device)
+        self.workers = workers if workers is not None else auto_workers(available_cores(), threads, len(gpus))
+        self.threads = threads
+        self.gpus = gpus if self.workers > 1 else []
 
     def describe(self) -> dict[str, Any]:
         return {"executor": "local", "workers": self.workers, "threads_per_job": self.threads,
-                "gpus": self.gpus}
+                "cores": available_cores(), "gpus": self.gpus}
 
     def settings(self, slot: int) -> ProcessSettings:
         """The process settings of worker ``slot`` (0 … workers−1)."""
         env = {"CUDA_VISIBLE_DEVICES": self.gpus[slot % len(self.gpus)]} if self.gpus else {}
-        return ProcessSettings(threads=self.threads, env=env, progress_position=slot + 1)
+        return ProcessSettings(env=env, progress_position=slot + 1)
 
     def run(self, jobs: list[Job], run_dir: Path,
             on_start: Callable[[Job], None] | None = None) -> Iterator[dict[str, Any]]:
-        """Yield each job's result row as it finishes (not in the order of ``jobs``)."""
+        """Yield each job's result row as it finishes (not in the order of ``jobs``). Interrupted
+        (Ctrl-C, SIGTERM) or stopped (the caller failed storing a row): no job starts any more and
+        the running ones are ended (:meth:`JobProcesses.stop`); their checkpoints stay."""
+        processes = JobProcesses()
         free_slots: queue.SimpleQueue[int] = queue.SimpleQueue()
         for slot in range(self.workers):
             free_slots.put(slot)
@@ -75,7 +77,7 @@ class LocalExecutor:
             try:
                 if on_start is not None:
                     on_start(job)
-                return run_in_subprocess(job, run_dir, self.settings(slot))
+                return run_in_subprocess(job, run_dir, self.settings(slot), processes)
             finally:
                 free_slots.put(slot)
 
@@ -84,9 +86,10 @@ class LocalExecutor:
             try:
                 for future in as_completed(futures):
                     yield future.result()
-            finally:  # interrupted: start nothing more, let the running jobs end
+            finally:  # done, or interrupted: start nothing more, end the running jobs
                 for future in futures:
                     future.cancel()
+                processes.stop()
 
     def close(self) -> None:
         pass

@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from mgbench.errors import UsageError
-from mgbench.executors.process import ProcessSettings, failure_row, run_in_subprocess
+from mgbench.executors.process import ProcessSettings, run_in_subprocess
 from mgbench.job import Job
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,13 @@ class _StartLog:
 
 
 class RayExecutor:
-    """Each job a Ray task asking for ``num_cpus`` cores (also its torch threads) and ``num_gpus``."""
+    """Each job a Ray task asking for ``threads`` cores (its torch threads) and ``num_gpus``."""
 
-    def __init__(self, address: str | None = None, num_cpus: float | None = None, num_gpus: float = 0.0,
+    def __init__(self, address: str | None = None, threads: int = 1, num_gpus: float = 0.0,
                  max_retries: int = 2) -> None:
         self.ray = import_ray()
         self.address = address
-        self.num_cpus = 1.0 if num_cpus is None else num_cpus
+        self.num_cpus = float(threads)
         self.num_gpus = num_gpus
         self.max_retries = max_retries
         self.connected_here = not self.ray.is_initialized()
@@ -91,7 +91,7 @@ class RayExecutor:
             have = "; ".join(f"{r.get('CPU', 0):g} CPU, {r.get('GPU', 0):g} GPU" for r in nodes) or "no nodes"
             self.close()
             raise UsageError(f"no node of the Ray cluster has {self.num_cpus:g} CPU and {self.num_gpus:g} GPU "
-                             f"for a job (nodes: {have})", "lower num_cpus / num_gpus in the config file")
+                             f"for a job (nodes: {have})", "lower threads / execution.num_gpus in the config file")
 
     def describe(self) -> dict[str, Any]:
         return {"executor": "ray", "address": self.address, "threads_per_job": self.threads,
@@ -104,7 +104,7 @@ class RayExecutor:
 
     def settings(self) -> ProcessSettings:
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-        return ProcessSettings(threads=self.threads, env=env, cwd=os.getcwd())
+        return ProcessSettings(env=env, cwd=os.getcwd())
 
     def run(self, jobs: list[Job], run_dir: Path,
             on_start: Callable[[Job], None] | None = None) -> Iterator[dict[str, Any]]:
@@ -143,11 +143,11 @@ class RayExecutor:
         try:
             return self.ray.get(ref)
         except errors.RayTaskError as err:  # mgbench itself failed on the worker (not the job)
-            return failure_row(job, "failed", f"the Ray task raised: {_first_line(err)}")
+            return job.row("failed", f"the Ray task raised: {_first_line(err)}")
         except errors.OutOfMemoryError as err:  # Ray's memory monitor killed the worker
-            return failure_row(job, "oom", _first_line(err))
+            return job.row("oom", _first_line(err))
         except errors.RayError as err:  # the worker or its node died, max_retries times over
-            return failure_row(job, "crashed", f"Ray worker died, {self.max_retries} retries used: "
+            return job.row("crashed", f"Ray worker died, {self.max_retries} retries used: "
                                                f"{type(err).__name__}: {_first_line(err)}")
 
     def close(self) -> None:
