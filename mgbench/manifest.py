@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -54,16 +55,35 @@ def _git_dirty() -> bool | None:
     return None if status is None else bool(status)
 
 
+def cpu_flags() -> list[str]:
+    """The CPU features that change training speed (and, for bfloat16, what is native), from /proc/cpuinfo."""
+    from mgbench.device import _cpu_flags
+
+    return sorted(_cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma", "bf16"})
+
+
+def earlier_commands(path: Path, command: str) -> dict[str, Any]:
+    """On a resume: the run's original command, and every resume's, beside this one."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(old, dict) or not old.get("command"):
+        return {}
+    return {"command": old["command"], "resumed_with": [*old.get("resumed_with", []), command]}
+
+
 def collect(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "versions": {p: _version(p) for p in PACKAGES},
         "platform": platform.platform(),
         "cpu": _cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
-        "native_bf16": native_bf16(device),  # the baselines' bf16 = None (default) follows it
+        "native_bf16": native_bf16(device),  # whether precision = "bf16" is fast here (information only)
         "git_sha": _git_sha(),
         "git_dirty": _git_dirty(),
         "command": " ".join(["mgbench", *sys.argv[1:]]),

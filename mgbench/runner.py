@@ -4,8 +4,16 @@ The jobs run through an executor (:mod:`mgbench.executors`: here, one or several
 on a Ray cluster); each row is stored as its job finishes. Finished jobs are skipped when a run
 directory is reused (resume).
 
-Exit statuses of jobs: ``ok``, ``diverged`` (NaN/Inf loss), ``oom``, ``failed`` (an exception),
-``crashed`` (the process died: killed, segfault; on Ray, also its worker or node, retries spent).
+Exit statuses of jobs: ``ok``, ``diverged`` (NaN/Inf loss), ``oom`` (CUDA or CPU memory),
+``failed`` (an exception, a broken sample contract, a full disk), ``crashed`` (the process died:
+killed, segfault; on Ray, also its worker or node, retries spent), ``timeout`` (past
+``execution.job_timeout_s``). The console lists each job that did not end ok in one line; the
+tracebacks are in ``logs/``. docs/FAULTS.md says what each fault does and how to recover.
+
+Nothing finished is lost: a row is stored as its job ends; a row the runner did not get to store
+(interrupted, killed) or that is damaged in results.csv is taken back from ``jobs/<job>.json``
+when the run resumes; an interrupted run (Ctrl-C, SIGTERM) ends its job processes, stores the
+rows of the jobs that finished, releases the lock and can be resumed.
 """
 
 from __future__ import annotations
@@ -23,27 +31,28 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from mgbench import manifest, registry, seeding
+from mgbench import console, manifest, registry, schema, seeding
+from mgbench.checks import check_memory
 from mgbench.config import RunConfig
 from mgbench.data import ImageSet
 from mgbench.device import resolve_device
 from mgbench.errors import UsageError
 from mgbench.evaluate import Evaluator, check_extractor
-from mgbench.executors import Executor, failure_row, make_executor, run_in_subprocess, write_atomic
+from mgbench.executors import Executor, make_executor, run_in_subprocess
+from mgbench.files import write_atomic
 from mgbench.job import Job, load_data
-from mgbench.report.aggregate import CALIBRATION
-from mgbench.results import TIMING_COLUMNS, ResultsStore
+from mgbench.results import ResultsStore
+from mgbench.schema import CALIBRATION, is_timing
 
 log = logging.getLogger(__name__)
 
-# How the jobs run, not what they compute: a run may be resumed with other values of these.
-EXECUTION_FIELDS = ("executor", "workers", "address", "num_cpus", "num_gpus", "max_retries")
 
 
 def plan(config: RunConfig) -> list[Job]:
     """The job grid, after checking models, hyper-parameters and data before anything trains."""
     registry.import_plugins(config.plugins)
     classes = {name: registry.get_model_class(name) for name in config.models}
+    check_memory(config, _jobs_at_once(config))  # before the data are generated or read
     for name in config.model_overrides:
         if name not in config.models:
             raise UsageError(
@@ -59,16 +68,31 @@ def plan(config: RunConfig) -> list[Job]:
             raise UsageError(f"model {name!r} on {config.data.name}: {err.problem}", err.fix) from None
     check_extractor(config)  # a missing or unsafe weights file stops the run here, before training
     # On Ray the GPUs are on the cluster's nodes, not necessarily beside the driver.
-    if config.executor == "local" and config.device.startswith("cuda") and not torch.cuda.is_available():
+    if config.execution.executor == "local" and config.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"device {config.device!r} asked for, but CUDA is not available",
                          "use --device cpu or auto")
     return [Job(m, s, config) for m in config.models for s in config.seeds]
 
 
+def _jobs_at_once(config: RunConfig) -> int:
+    """How many jobs the local executor runs side by side on this machine (Ray: elsewhere, 1 here)."""
+    if config.execution.executor != "local":
+        return 1
+    from mgbench.executors.local import auto_workers, available_cores, visible_gpus
+
+    workers = config.execution.workers or auto_workers(available_cores(), config.threads,
+                                                       len(visible_gpus(config.device)))
+    return max(1, min(workers, len(config.models) * len(config.seeds)))
+
+
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """Only one `mgbench run` per run directory at a time."""
-    handle = (run_dir / ".lock").open("w")
+    """Only one `mgbench run` per run directory at a time (the kernel drops the lock of a killed run)."""
+    try:
+        handle = (run_dir / ".lock").open("w")
+    except OSError as err:
+        raise UsageError(f"cannot create the lock file {run_dir / '.lock'}: {err.strerror}",
+                         "make the run directory writable, or choose another --out") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -89,7 +113,12 @@ def prepare_run_dir(config: RunConfig) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         saved = run_dir / "config.json"
         if saved.exists():
-            if _what_to_compute(json.loads(saved.read_text())) != _what_to_compute(config.to_dict()):
+            try:
+                other = RunConfig.from_dict(json.loads(saved.read_text()))
+            except (ValueError, UnicodeDecodeError, UsageError) as err:
+                raise UsageError(f"{saved} is damaged ({type(err).__name__}): the run in {run_dir} cannot be checked",
+                                 "restore it from a copy, or choose another --name / --out") from None
+            if other.protocol() != config.protocol():
                 raise UsageError(
                     f"{run_dir} holds a run with another config",
                     f"resume it with `mgbench run --resume {run_dir}`, or choose another --name / --out",
@@ -102,9 +131,6 @@ def prepare_run_dir(config: RunConfig) -> Path:
     return run_dir
 
 
-def _what_to_compute(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in EXECUTION_FIELDS}
-
 
 def execute(config: RunConfig) -> int:
     """Run every unfinished job of ``config``; returns 0 if all are ok, 1 if some failed."""
@@ -113,17 +139,35 @@ def execute(config: RunConfig) -> int:
     with closing(executor):
         run_dir = prepare_run_dir(config)
         with run_lock(run_dir):
-            statuses = _execute(config, jobs, run_dir, executor)
-    failed = [s for s in statuses if s != "ok"]
-    if failed:
-        log.warning("%d of %d jobs did not finish ok (see status and message in results.csv)",
-                    len(failed), len(statuses))
-    return 1 if failed else 0
+            console.start_run(run_dir)  # each warning once per run, across the job processes
+            try:
+                rows = _execute(config, jobs, run_dir, executor)
+            except KeyboardInterrupt as err:
+                err.run_dir = run_dir  # type: ignore[attr-defined] - the CLI names it
+                raise
+    not_ok = [r for r in rows if r["status"] != "ok"]
+    if not_ok:
+        log.warning("%d of %d jobs did not finish ok (status and message in results.csv; tracebacks in %s):",
+                    len(not_ok), len(rows), run_dir / "logs")
+        width = max(len(schema.job_id(r["model"], r["seed"])) for r in not_ok)
+        for r in not_ok:
+            message = (str(r.get("message") or "").strip().splitlines() or [""])[0]
+            log.warning("  %-*s  %-8s  %s", width, schema.job_id(r["model"], r["seed"]), r["status"],
+                        message[:300] + (" …" if len(message) > 300 else ""))
+    return 1 if not_ok else 0
 
 
-def _execute(config: RunConfig, jobs: list[Job], run_dir: Path, executor: Executor) -> list[str]:
-    """The calibration rows, then the unfinished jobs; returns the jobs' statuses."""
+def _execute(config: RunConfig, jobs: list[Job], run_dir: Path, executor: Executor) -> list[dict[str, Any]]:
+    """The calibration rows, then the unfinished jobs; returns the rows of the jobs run."""
     store = ResultsStore(run_dir / "results.csv")
+    for problem in store.problems():
+        log.warning("%s", problem)
+    wanted = {(j.model, j.seed) for j in jobs}
+    jobs_dir = run_dir / "jobs"
+    restored = store.restore(jobs_dir, wanted)  # finished, but their rows were not stored or are damaged
+    if restored:
+        log.info("took back the rows of %d finished job(s) from %s: %s", len(restored), jobs_dir,
+                 ", ".join(schema.job_id(m, s) for m, s in restored))
     done = store.finished()
     todo = [j for j in jobs if (j.model, j.seed) not in done]
     for job in todo:
@@ -131,6 +175,7 @@ def _execute(config: RunConfig, jobs: list[Job], run_dir: Path, executor: Execut
     if len(todo) < len(jobs):
         log.info("resuming %s: %d of %d jobs already finished", run_dir, len(jobs) - len(todo), len(jobs))
     device = _driver_device(config)
+    torch.set_num_threads(config.threads)  # the calibration rows are scored here: the protocol's threads
     # Built once here so the domain classifier and the reference features are trained and
     # cached before the jobs, which then read them from the cache.
     train = load_data(config, "train")
@@ -138,6 +183,7 @@ def _execute(config: RunConfig, jobs: list[Job], run_dir: Path, executor: Execut
     info = manifest.collect(device)
     info["feature_extractor"] = evaluator.describe()
     info["execution"] = executor.describe()
+    info.update(manifest.earlier_commands(run_dir / "manifest.json", info["command"]))
     write_atomic(run_dir / "manifest.json", json.dumps(info, indent=2))
     for name, seed in calibration_jobs(config):
         if (name, seed) not in done:
@@ -147,18 +193,26 @@ def _execute(config: RunConfig, jobs: list[Job], run_dir: Path, executor: Execut
     del evaluator, train
     gc.collect()
 
-    statuses = []
-    with GridProgress(len(jobs), len(jobs) - len(todo)) as progress:
-        for row in executor.run(todo, run_dir, progress.started):
-            store.add(row)  # at once: a killed driver keeps every finished job
-            statuses.append(row["status"])
-            progress.finished(row)
-    return statuses
+    rows = []
+    try:
+        with GridProgress(len(jobs), len(jobs) - len(todo)) as progress:
+            for row in executor.run(todo, run_dir, progress.started):
+                store.add(row)  # at once: a killed driver keeps every finished job
+                rows.append(row)
+                progress.finished(row)
+    except BaseException:
+        # Interrupted (or the store failed): the rows of jobs that finished meanwhile are in jobs/.
+        try:
+            store.restore(jobs_dir, wanted)
+        except Exception as err:  # noqa: BLE001 - the first error is the one to show; a resume retries this
+            log.warning("could not store the rows of the finished jobs now (%s); a resume takes them back", err)
+        raise
+    return rows
 
 
 def _driver_device(config: RunConfig) -> torch.device:
     """Where the runner scores the calibration rows. A Ray driver may have no GPU of its own."""
-    if config.executor == "ray" and config.device.startswith("cuda") and not torch.cuda.is_available():
+    if config.execution.executor == "ray" and config.device.startswith("cuda") and not torch.cuda.is_available():
         return torch.device("cpu")
     return resolve_device(config.device)
 
@@ -185,7 +239,7 @@ class GridProgress:
             self._show()
 
     def finished(self, row: dict[str, Any]) -> None:
-        job_id = f"{row['model']}-seed{row['seed']}"
+        job_id = schema.job_id(row["model"], row["seed"])
         with self.lock:
             self.running.discard(job_id)
             self.failed += row["status"] != "ok"
@@ -212,7 +266,7 @@ def check_determinism(config: RunConfig) -> int:
         grids = [(Path(tmp) / a / "samples" / f"{job.id}.png") for a in ("a", "b")]
         same_grid = all(g.exists() for g in grids) and grids[0].read_bytes() == grids[1].read_bytes()
     differ = [k for k in sorted(set(rows[0]) | set(rows[1]))
-              if k not in TIMING_COLUMNS and rows[0].get(k) != rows[1].get(k)]
+              if not is_timing(k) and rows[0].get(k) != rows[1].get(k)]
     if rows[0]["status"] != "ok":
         print(f"{job.id}: {rows[0]['status']}: {rows[0]['message']}")
         return 1
@@ -242,6 +296,9 @@ def score_calibration(name: str, seed: int, config: RunConfig, evaluator: Evalua
         images = train.images[torch.randperm(len(train), generator=gen)[:n]]
     else:
         images = torch.randint(0, 256, (n, *train.images.shape[1:]), generator=gen, dtype=torch.uint8)
-    row = failure_row(Job(name, seed, config), "ok", "")
-    row.update(evaluator.score(images, seed))
+    job = Job(name, seed, config)
+    row = job.row("ok")
+    row["device"] = str(evaluator.device)
+    row.update(evaluator.score(images, seed, drawn_from_train=name == "real-data"))
+    row.update(threads=config.threads, protocol=job.protocol_hash(evaluator.device, row["feature_extractor"]))
     return row

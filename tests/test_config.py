@@ -4,14 +4,27 @@ import pytest
 
 from mgbench import presets
 from mgbench.config import RunConfig, merge
+from mgbench.contract import ProducesPyramid
 from mgbench.errors import UsageError
+from mgbench.registry import get_model_class, list_models
 
 
 @pytest.mark.parametrize("name", sorted(presets.PRESETS))
 def test_every_preset_builds(name):
     cfg = RunConfig.from_dict(presets.preset(name))
     assert cfg.name == name
-    assert set(cfg.models) == {"dcgan", "vae", "cgan", "lapgan"}
+    registered = set(list_models())
+    assert set(cfg.models) <= registered
+    assert set(cfg.model_overrides) <= registered  # no override for a model that does not exist
+    assert {"dcgan", "vae"} <= set(cfg.models)  # every preset holds the single-scale references
+
+
+def test_multiscale_preset_sets_the_single_scale_references_beside_every_multi_scale_model():
+    cfg = RunConfig.from_dict(presets.preset("multiscale"))
+    multi = {m for m in list_models() if issubclass(get_model_class(m), ProducesPyramid)}
+    assert multi >= {"lapgan", "progan", "msggan", "hiergan"}
+    assert set(cfg.models) == multi | {"dcgan", "vae", "hvae"} and cfg.precision == "fp32"
+    assert set(presets.preset("standard")["models"]) == set(list_models())
 
 
 def test_json_round_trip():
@@ -66,5 +79,5 @@ def test_the_readme_toml_example_is_a_valid_config(tmp_path):
     example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "run.toml").write_text(example)
     cfg = build_config(make_parser().parse_args(["run", "--config", str(tmp_path / "run.toml")]))
-    assert list(cfg.models) == ["dcgan", "lapgan"] and cfg.train.steps == 2000 and cfg.workers == 2
+    assert list(cfg.models) == ["dcgan", "lapgan"] and cfg.train.steps == 2000 and cfg.execution.workers == 2
     assert cfg.model_overrides["dcgan"] == {"ngf": 64, "ndf": 64, "lr": 5e-4}  # merged over the preset

@@ -256,7 +256,10 @@ def _decode(path: Path, resolution: int) -> torch.Tensor:
     try:
         with Image.open(path) as img:
             rgb = ImageOps.exif_transpose(img).convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except Image.DecompressionBombError as err:  # a small file that would decode to gigabytes
+        raise UsageError(f"image {path} is too large to decode safely ({err})".splitlines()[0],
+                         "delete it, or replace it with a smaller copy") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
         raise UsageError(f"cannot decode image {path}: {err}", "delete or replace that file") from None
     x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
     return resize(x[None], resolution)[0]

@@ -1,4 +1,4 @@
-"""The embedded dataset: multi-scale shapes with a known coarse and a known fine factor (DESIGN.md §4).
+"""The embedded dataset: multi-scale shapes with a known coarse and a known fine factor (docs/ARCHITECTURE.md).
 
 Each image is a smooth, low-frequency background with one shape on it:
 

@@ -20,14 +20,17 @@ model              model name, or a calibration pseudo-model (``real-data``, ``n
 kind               ``model`` or ``calibration`` (calibration rows are never ranked or best)
 metric             the results.csv column (``fid``, ``swd_16px``, ``train_img_per_s``, ...), and
                    ``params_total``: the sum of a model's ``params_<net>`` columns
-direction          ``higher``, ``lower`` (from :func:`mgbench.evaluate.direction`) or empty
+direction          ``higher``, ``lower`` (the metric's declaration, :mod:`mgbench.metrics.registry`) or empty
 n                  seeds with status ok and a value for this metric
 mean               mean over those seeds
 std                sample standard deviation (ddof 1); empty when n = 1
 ci95               half-width of the 95% confidence interval of the mean, Student t:
                    t.ppf(0.975, n-1)·std/√n; empty when n = 1
-best               1 for the best model mean of the table (ties all 1, unless all models tie),
-                   else 0; only metrics with a direction and at least two models
+best               1 for the model that is significantly better than every other model of the
+                   table on this metric (Welch's t over seeds, Holm within the table, α = 0.05:
+                   :func:`mgbench.report.pairwise.best_marks`), else 0; never on a tie
+lead               ``best`` (as above), ``tied`` (among two or more leaders that no test separates,
+                   when they are not all the table's models), or empty
 =================  =======================================================================
 
 ``calibration.csv`` (:func:`bracket`): each model's mean against the two calibration rows of its
@@ -42,6 +45,8 @@ has, so a model is never ranked on a score only it has, such as cond_acc) and ``
 
 from __future__ import annotations
 
+import io
+import logging
 import math
 import re
 from pathlib import Path
@@ -51,36 +56,26 @@ import pandas as pd
 from scipy import stats
 
 from mgbench.errors import UsageError
+from mgbench.metrics import registry as metrics
+from mgbench.results import NA_VALUES
+from mgbench.schema import CALIBRATION, COST_COLUMNS, JOB_COLUMNS, STRING_COLUMNS, TABLE_KEYS, is_loss
 
-# The pseudo-models the runner scores beside the models:
-# real-data is the noise floor of every metric, noise its ceiling.
-CALIBRATION = ("real-data", "noise")
-TABLE_KEYS = ["dataset", "resolution", "feature_extractor", "lpips_backbone", "num_samples"]
-SUMMARY_COLUMNS = TABLE_KEYS + ["model", "kind", "metric", "direction", "n", "mean", "std", "ci95", "best"]
+log = logging.getLogger(__name__)
+
+SUMMARY_COLUMNS = TABLE_KEYS + ["model", "kind", "metric", "direction", "n", "mean", "std", "ci95", "best", "lead"]
+BEST, TIED = "best", "tied"
 RANK_COLUMNS = TABLE_KEYS + ["model", "mean_rank", "n_metrics", "position"]
 BRACKET_COLUMNS = TABLE_KEYS + ["model", "metric", "direction", "mean", "real_data", "noise", "verdict"]
 # Where a model's mean falls against the calibration rows (equal means are ties: a bound reached,
 # such as 4 of 4 modes, or a shared floor, such as a precision of 0).
 INSIDE, TIES_REAL, BEYOND_REAL, TIES_NOISE, BEYOND_NOISE = (
     "between", "ties real-data", "better than real-data", "ties noise", "worse than noise")
-# Columns of results.csv that describe a job, not a measurement of it.
-NOT_METRICS = {"model", "dataset", "resolution", "seed", "steps", "batch_size", "status", "message", "device",
-               "deterministic", "feature_extractor", "num_samples", "num_reference", "lpips_backbone"}
-STRING_COLUMNS = ["model", "dataset", "status", "message", "device", "feature_extractor", "lpips_backbone"]
 
-# Display order of metrics: the scores first, then per-scale, task-specific, cost, losses.
-_FIXED_ORDER = ["fid", "fid_inf", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall", "density",
-                "coverage", "lpips_diversity", "swd_mean", "cond_acc", "lpips_recon", "mse_recon",
-                "gflops_per_sample", "train_gflops_per_img", "train_img_per_s", "sample_img_per_s",
-                "achieved_tflops", "peak_mem_mb", "wall_s"]
-_HEADS = ["coarse", "fine", "joint", "class"]
 
 
 def direction(column: str) -> str | None:
-    """Which way a column is better; imported on first use because mgbench.evaluate pulls in torch."""
-    from mgbench.evaluate import direction as metric_direction
-
-    return metric_direction(column)
+    """Which way a column is better, as the metric that writes it declares (None: not a score)."""
+    return metrics.direction(column)
 
 
 def swd_level(column: str) -> int | None:
@@ -90,20 +85,17 @@ def swd_level(column: str) -> int | None:
 
 
 def metric_order(column: str) -> tuple:
-    """Sort key of a metric: fixed order of the known columns, SWD levels fine to coarse before
-    their mean, mode heads coarse/fine/joint/class, then params_*, loss_* and the rest by name."""
-    level = swd_level(column)
-    if level is not None:
-        return (_FIXED_ORDER.index("swd_mean"), 0, -level, column)
-    head = re.fullmatch(r"(modes|kl)_(\w+)", column)
-    if head:
-        rank = _HEADS.index(head.group(2)) if head.group(2) in _HEADS else len(_HEADS)
-        return (_FIXED_ORDER.index("swd_mean"), 2, rank, head.group(1) != "modes", column)
-    if column in _FIXED_ORDER:
-        return (_FIXED_ORDER.index(column), 1, 0, column)
+    """Sort key of a column: the registered metrics in their declared order (each orders its own
+    columns), then size and cost (params_total first), then the losses and the rest by name."""
+    found = metrics.owner(column)
+    if found is not None:
+        unit = found[0]
+        return (0, unit.order, unit.name, unit.sort_key(column))
     if column.startswith("params_"):
-        return (_FIXED_ORDER.index("gflops_per_sample"), 0, column != "params_total", column)
-    return (len(_FIXED_ORDER), 0 if column.startswith("loss_") else 1, 0, column)
+        return (1, 0, column != "params_total", column)
+    if column in COST_COLUMNS:
+        return (1, 1 + COST_COLUMNS.index(column), False, column)
+    return (2, 0 if is_loss(column) else 1, False, column)
 
 
 def model_order(model: str) -> tuple:
@@ -114,21 +106,31 @@ def model_order(model: str) -> tuple:
 
 
 def read_results(path: Path) -> pd.DataFrame:
-    """results.csv with string columns as strings ("" when empty) and table keys as text."""
+    """results.csv with string columns as strings ("" when empty) and table keys as text.
+
+    Damaged rows (:func:`mgbench.results.check_rows`: cut short, a seed or a number that is
+    not one, an unknown status) are left out with a warning naming each; a file that cannot be
+    read at all is a :class:`UsageError` saying how to rebuild it."""
+    from mgbench.results import DamagedResults, check_rows
+
     try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"],
-                         dtype={c: str for c in STRING_COLUMNS})
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
-        raise UsageError(f"{path} is not a readable results.csv ({err})",
-                         "rebuild it with `mgbench run --resume RUN_DIR`") from None
-    missing = [c for c in ("model", "seed", "status") if c not in df.columns]
-    if missing:
-        raise UsageError(f"{path} lacks the column(s) {', '.join(missing)}",
-                         "give the results.csv that `mgbench run` wrote")
+        checked = check_rows(Path(path))
+    except DamagedResults as err:
+        raise UsageError(f"{err}: not a readable results.csv",
+                         "`mgbench run --resume RUN_DIR` rebuilds it from the run's jobs/*.json "
+                         "(and reruns the jobs that have none)") from None
+    except OSError as err:
+        raise UsageError(f"{path} cannot be read: {err.strerror}", "check the path and its permissions") from None
+    for problem in checked.problems:
+        log.warning("%s (left out of the report; `mgbench run --resume RUN_DIR` redoes it)", problem)
+    df = pd.read_csv(io.StringIO(checked.text), keep_default_na=False, na_values=NA_VALUES,
+                     dtype={c: str for c in STRING_COLUMNS})
     for column in STRING_COLUMNS:
         df[column] = df[column].fillna("").astype(str) if column in df.columns else ""
     for column in ("resolution", "num_samples"):
         df[column] = df[column].map(_key_text) if column in df.columns else ""
+    if len(df):
+        df["seed"] = df["seed"].astype(float).astype(int)
     return df
 
 
@@ -144,7 +146,7 @@ def _key_text(value: object) -> str:
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
     """Numeric columns that measure something, in :func:`metric_order`."""
-    found = [c for c in df.columns if c not in NOT_METRICS and not c.endswith("_seed")
+    found = [c for c in df.columns if c not in JOB_COLUMNS and not c.endswith("_seed")
              and pd.api.types.is_numeric_dtype(df[c]) and df[c].notna().any()]
     return sorted(found, key=metric_order)
 
@@ -156,8 +158,10 @@ def ci95(std: float, n: int) -> float:
     return float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
 
 
-def aggregate(results: pd.DataFrame) -> pd.DataFrame:
-    """The long summary (:data:`SUMMARY_COLUMNS`) of a results table read by :func:`read_results`."""
+def aggregate(results: pd.DataFrame, marks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The long summary (:data:`SUMMARY_COLUMNS`) of a results table read by :func:`read_results`;
+    ``marks`` (:func:`mgbench.report.pairwise.best_marks` of the same results) decides ``best``
+    and ``lead``: without them no model is marked."""
     ok = results[results["status"] == "ok"]
     nets = [c for c in ok.columns if c.startswith("params_") and c != "params_total"]
     if nets:  # the networks differ between models; their total is what compares
@@ -175,7 +179,9 @@ def aggregate(results: pd.DataFrame) -> pd.DataFrame:
     out["ci95"] = [ci95(s, n) for s, n in zip(out["std"], out["n"], strict=True)]
     out["kind"] = ["calibration" if m in CALIBRATION else "model" for m in out["model"]]
     out["direction"] = [direction(m) or "" for m in out["metric"]]
-    out["best"] = _best(out)
+    out["best"], out["lead"] = 0, ""
+    if marks is not None:
+        out = _mark(out, marks)
     return sort_summary(out)[SUMMARY_COLUMNS]
 
 
@@ -192,17 +198,20 @@ def _key_sort(value: str) -> tuple:
     return (0, int(value), "") if value.isdigit() else (1, 0, value)
 
 
-def _best(summary: pd.DataFrame) -> pd.Series:
-    """1 where a model's mean is the best of its table for a metric with a direction."""
-    best = pd.Series(0, index=summary.index, dtype=int)
-    eligible = summary[(summary["kind"] == "model") & (summary["direction"] != "") & summary["mean"].notna()]
-    for _, rows in eligible.groupby(TABLE_KEYS + ["metric"], sort=False):
-        if len(rows) < 2 or rows["mean"].nunique() == 1:
-            continue  # a tie of all models singles none out
-        way = rows["direction"].iat[0]
-        target = rows["mean"].min() if way == "lower" else rows["mean"].max()
-        best[rows.index[rows["mean"] == target]] = 1
-    return best
+def _mark(summary: pd.DataFrame, marks: pd.DataFrame) -> pd.DataFrame:
+    """``best`` / ``lead`` from the decisions of :func:`mgbench.report.pairwise.best_marks`."""
+    summary = summary.copy()
+    for r in marks.itertuples(index=False):
+        keys = [getattr(r, k) for k in TABLE_KEYS]
+        mask = summary["metric"] == r.metric
+        for key, value in zip(TABLE_KEYS, keys, strict=True):
+            mask &= summary[key].astype(str) == str(value)
+        leaders = [m for m in str(r.leaders).split(",") if m]
+        if r.significant:
+            summary.loc[mask & (summary["model"] == r.top), ["best", "lead"]] = [1, BEST]
+        elif 1 < len(leaders) < r.n_models:
+            summary.loc[mask & summary["model"].isin(leaders), "lead"] = TIED
+    return summary
 
 
 def tables(summary: pd.DataFrame) -> list[tuple[dict[str, str], pd.DataFrame]]:
@@ -256,3 +265,24 @@ def bracket(summary: pd.DataFrame) -> pd.DataFrame:
                        TIES_NOISE if x == sign * noise else BEYOND_NOISE if x < sign * noise else INSIDE)
             rows.append([*keys, model, metric, way, means[model], real, noise, verdict])
     return pd.DataFrame(rows, columns=BRACKET_COLUMNS)
+
+
+SUMMARY_TEXT = TABLE_KEYS + ["model", "kind", "metric", "direction", "lead"]
+
+
+def read_summary(path: Path) -> pd.DataFrame:
+    """A summary.csv as written by `mgbench report` (one written before ``lead`` existed gets it empty)."""
+    try:
+        df = pd.read_csv(path, dtype={c: str for c in SUMMARY_TEXT}, keep_default_na=False, na_values=[""])
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path} is not a readable summary.csv ({type(err).__name__})",
+                         "rebuild it with `mgbench report RUN_DIR`") from None
+    if "lead" not in df.columns:
+        df["lead"] = ""
+    missing = [c for c in SUMMARY_COLUMNS if c not in df.columns]
+    if missing:
+        raise UsageError(f"{path} is not an mgbench summary.csv (no column {', '.join(missing)})",
+                         "give a run directory or the summary.csv that `mgbench report` wrote")
+    for column in SUMMARY_TEXT:
+        df[column] = df[column].fillna("")
+    return sort_summary(df[SUMMARY_COLUMNS])

@@ -8,8 +8,8 @@ Every function returns whether it wrote its file (nothing to draw → no file).
 
 from __future__ import annotations
 
+import logging
 import math
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,14 +20,18 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mgbench import schema
+from mgbench.files import write_atomic
+from mgbench.metrics import registry
 from mgbench.report.aggregate import model_order, swd_level
+from mgbench.schema import CALIBRATION
+
+log = logging.getLogger(__name__)
 
 DPI = 100
-BAR_METRICS = ["fid", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "lpips_diversity",
-               "swd_mean", "modes_joint", "modes_class", "cond_acc", "lpips_recon"]
 # Black and grey: the model colours (C0..C9) are never used for calibration.
-CALIBRATION_STYLE = {"real-data": {"color": "black", "linestyle": "--"},
-                     "noise": {"color": "0.5", "linestyle": ":"}}
+CALIBRATION_STYLE = dict(zip(CALIBRATION, [{"color": "black", "linestyle": "--"},
+                                           {"color": "0.5", "linestyle": ":"}], strict=True))
 WAY = {"lower": "↓ lower is better", "higher": "↑ higher is better", "": ""}
 
 
@@ -44,10 +48,7 @@ def _style() -> Iterator[None]:
 def _save(fig: Figure, path: Path) -> None:
     """PNG without a version stamp, written atomically."""
     FigureCanvasAgg(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".png.tmp")
-    fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None}))
 
 
 def palette(models: Sequence[str]) -> dict[str, str]:
@@ -70,7 +71,8 @@ def _errors(ci: pd.Series) -> np.ndarray | None:
 
 def metric_bars(rows: pd.DataFrame, colors: dict[str, str], path: Path) -> bool:
     """One panel per key metric: a bar per model with its 95% CI, calibration as horizontal lines."""
-    metrics = [m for m in BAR_METRICS if m in set(rows.loc[rows["kind"] == "model", "metric"])]
+    present = dict.fromkeys(rows.loc[rows["kind"] == "model", "metric"])  # in table order
+    metrics = [m for m in present if (found := registry.owner(m)) is not None and found[1].plotted]
     if not metrics:
         return False
     ncols = min(4, len(metrics))
@@ -156,7 +158,7 @@ def mode_coverage(rows: pd.DataFrame, colors: dict[str, str], path: Path) -> boo
                 bars = ax.bar(x + (j - (len(panel_heads) - 1) / 2) * width, part["mean"], width,
                               yerr=_errors(part["ci95"]), capsize=2, label=head, color=f"C{j}", edgecolor="white")
                 for patch, entity in zip(bars, entities, strict=True):
-                    if entity in CALIBRATION_STYLE:
+                    if entity in CALIBRATION:
                         patch.set_hatch("//")
             ax.set_xticks(x, entities, rotation=30, ha="right")
             ax.set_title(title)
@@ -166,16 +168,34 @@ def mode_coverage(rows: pd.DataFrame, colors: dict[str, str], path: Path) -> boo
     return True
 
 
+def _read_losses(file: Path) -> pd.DataFrame | None:
+    """A job's losses/*.csv as numbers, or None when there is none; a damaged one (not text, not
+    CSV, no ``step`` column, a value that is not a number) is left out of the figure with a warning."""
+    if not file.is_file():
+        return None
+    try:
+        frame = pd.read_csv(file)
+        if "step" not in frame.columns:
+            raise ValueError("no step column")
+        frame = frame.apply(pd.to_numeric, errors="raise").astype(float)
+    except (ValueError, TypeError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError,
+            OSError) as err:
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        log.warning("%s is damaged (%s: %s): left out of the loss curves; it is rewritten when the job runs again "
+                    "(delete its row in results.csv and --resume)", file, type(err).__name__, why)
+        return None
+    frame = frame.replace([np.inf, -np.inf], np.nan)
+    return frame if len(frame) else None
+
+
 def loss_curves(results: pd.DataFrame, run_dir: Path, path: Path) -> bool:
     """Training losses per model (one panel each), every seed drawn, one colour per loss."""
-    jobs = results[~results["model"].isin(CALIBRATION_STYLE)][["model", "seed", "status"]]
+    jobs = results[~results["model"].isin(CALIBRATION)][["model", "seed", "status"]]
     curves: dict[str, list[tuple[int, str, pd.DataFrame]]] = {}
     for model, seed, status in sorted(jobs.itertuples(index=False), key=lambda r: (model_order(r[0]), r[1])):
-        file = run_dir / "losses" / f"{model}-seed{int(seed)}.csv"
-        if file.exists():
-            frame = pd.read_csv(file).replace([np.inf, -np.inf], np.nan)
-            if "step" in frame.columns and len(frame):
-                curves.setdefault(model, []).append((int(seed), status, frame))
+        frame = _read_losses(schema.losses_path(run_dir, model, seed))
+        if frame is not None:
+            curves.setdefault(model, []).append((int(seed), status, frame))
     if not curves:
         return False
     ncols = min(3, len(curves))

@@ -16,34 +16,40 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mgbench.report.aggregate import INSIDE, bracket, metric_order, model_order, swd_level, tables
+from mgbench.metrics import registry as metrics
+from mgbench.report.aggregate import INSIDE, TIED, bracket, metric_order, model_order, tables
+from mgbench.schema import COST_COLUMNS
 
-QUALITY = ["fid", "fid_inf", "kid_mean", "is_mean", "precision", "recall", "density", "coverage",
-           "lpips_diversity"]
-TASK = ["cond_acc", "lpips_recon", "mse_recon"]
-COST = ["gflops_per_sample", "train_gflops_per_img", "train_img_per_s", "sample_img_per_s", "achieved_tflops",
-        "peak_mem_mb", "wall_s"]
-CONSOLE = ["fid", "kid_mean", "precision", "recall", "swd_mean", "modes_joint", "modes_class", "train_img_per_s"]
+# The console's one-screen table: the metrics' console columns, then the training speed.
+CONSOLE_COST = ["train_img_per_s"]
 ARROW = {"lower": "↓", "higher": "↑", "": ""}
 
 
 def section(metric: str, way: str) -> str | None:
-    """The table section a metric is shown in; None: only in summary.csv (losses, is_std, ...)."""
-    if metric in QUALITY:
-        return "Sample quality"
-    if swd_level(metric) is not None or metric == "swd_mean" or metric.startswith(("modes_", "kl_")):
-        return "Per scale: MS-SWD per pyramid level, modes and their balance"
-    if metric in TASK:
-        return "Conditional accuracy and reconstruction"
-    if metric in COST or metric == "params_total":
-        return "Cost"
+    """The table section a column is shown in, as its metric declares; None: only in
+    summary.csv (losses, is_std, ...)."""
+    found = metrics.owner(metric)
+    if found is not None:
+        unit, column = found
+        return unit.section if column.shown else None
+    if metric in COST_COLUMNS or metric == "params_total":
+        return metrics.COST
     if way:
-        return "Other scores"
+        return metrics.OTHER
     return None
 
 
-SECTION_ORDER = ["Sample quality", "Per scale: MS-SWD per pyramid level, modes and their balance",
-                 "Conditional accuracy and reconstruction", "Other scores", "Cost"]
+def section_order(names: list[str]) -> list[str]:
+    """The known sections first, then any a plugin metric added (in the order met), Other and Cost last."""
+    known = [s for s in metrics.SECTIONS if s in names]
+    added = [s for s in names if s not in metrics.SECTIONS and s not in (metrics.OTHER, metrics.COST)]
+    return known + added + [s for s in (metrics.OTHER, metrics.COST) if s in names]
+
+
+def console_columns(columns: list[str]) -> list[str]:
+    """The columns of the console table among ``columns``, in table order."""
+    chosen = [c for c in columns if (found := metrics.owner(c)) is not None and found[1].console]
+    return sorted(chosen, key=metric_order) + CONSOLE_COST
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Cell:
     ci95: float
     n: int
     best: bool
+    tied: bool = False  # among the leaders that no test separates
 
 
 @dataclass
@@ -79,12 +86,12 @@ def grids(rows: pd.DataFrame, metrics: list[str] | None = None) -> list[Grid]:
             name = section(metric, way)
             if name:
                 titles.setdefault(name, []).append(metric)
-        titles = {t: sorted(titles[t], key=metric_order) for t in SECTION_ORDER if t in titles}
+        titles = {t: sorted(titles[t], key=metric_order) for t in section_order(list(titles))}
     for title, cols in titles.items():
         part = rows[rows["metric"].isin(cols)]
         if part.empty:
             continue
-        cells = {(r.model, r.metric): Cell(float(r.mean), float(r.ci95), int(r.n), bool(r.best))
+        cells = {(r.model, r.metric): Cell(float(r.mean), float(r.ci95), int(r.n), bool(r.best), r.lead == TIED)
                  for r in part.itertuples(index=False)}
         present = sorted(set(part["model"]), key=model_order)
         ways = dict(zip(part["metric"], part["direction"], strict=True))
@@ -159,7 +166,8 @@ def markdown_grid(grid: Grid) -> str:
         for metric in grid.metrics:
             cell = grid.cells.get((model, metric))
             text = cell_text(cell, n)
-            cells.append(f"**{text}**" if cell is not None and cell.best else text)
+            cells.append(f"**{text}**" if cell is not None and cell.best else
+                         f"{text} †" if cell is not None and cell.tied else text)
         return "| " + " | ".join([model, str(n)] + cells) + " |"
 
     lines += [row(m) for m in grid.models]
@@ -180,7 +188,9 @@ def markdown_ranks(ranks: pd.DataFrame) -> str:
 
 
 LEGEND = ("Mean ± half-width of the 95% confidence interval over n seeds (Student t; no interval when n = 1). "
-          "↓ lower is better, ↑ higher is better; the best model in **bold**. Calibration rows are not ranked: "
+          "↓ lower is better, ↑ higher is better. **Bold**: significantly better than every other model (Welch's t "
+          "over seeds, Holm-adjusted within the table, α = 0.05); †: among the leaders that no test separates; "
+          "no mark: no model leads. Calibration rows are not ranked: "
           "real-data (real training images scored like samples) is the floor a model can reach, "
           "noise (uniform noise images) the ceiling.")
 
@@ -261,11 +271,13 @@ def latex_grid(grid: Grid, keys: dict[str, str]) -> str:
             cell = grid.cells.get((model, metric))
             # numbers, commas, "—" and "(n=k)" only: no escaping needed
             text = cell_text(cell, n, pm=r" $\pm$ ").replace("—", "---")
-            cells.append(f"\\textbf{{{text}}}" if cell is not None and cell.best else text)
+            cells.append(f"\\textbf{{{text}}}" if cell is not None and cell.best else
+                         text + r"$^\dagger$" if cell is not None and cell.tied else text)
         return " & ".join([tex_escape(model), str(n)] + cells) + r" \\"
 
     caption = (tex_escape(f"{grid.title}: {key_title(keys)}.") + r" Mean $\pm$ 95\% CI half-width over $n$ seeds"
-               r" (Student $t$); best model in bold; calibration rows are not ranked.")
+               r" (Student $t$); bold: significantly better than every other model (Welch, Holm, $\alpha = 0.05$);"
+               r" $\dagger$: tied leaders; calibration rows are not ranked.")
     lines = [r"\begin{table}[ht]", r"\centering", r"\small",
              f"\\caption{{{caption}}}",
              r"\begin{tabular}{l" + "r" * (ncols - 1) + "}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
@@ -309,7 +321,7 @@ def console(summary: pd.DataFrame) -> str:
         return "no job finished with status ok\n"
     blocks = []
     for keys, rows in tables(summary):
-        for grid in grids(rows, CONSOLE):
+        for grid in grids(rows, console_columns(list(dict.fromkeys(rows["metric"])))):
             header = ["model", "n"] + [f"{m}{ARROW[w]}" for m, w in zip(grid.metrics, grid.directions, strict=True)]
             body = []
             for model in grid.models + grid.calibration:
@@ -317,10 +329,12 @@ def console(summary: pd.DataFrame) -> str:
                 for metric in grid.metrics:
                     cell = grid.cells.get((model, metric))
                     text = "—" if cell is None else number(cell.mean, places_for(cell.mean))
-                    cells.append(text + ("*" if cell is not None and cell.best else ""))
+                    cells.append(text + ("*" if cell is not None and cell.best else
+                                         "~" if cell is not None and cell.tied else ""))
                 body.append([model, str(grid.n(model))] + cells)
             lines = text_table(header, body)
             if grid.calibration:  # the calibration rows below a rule
                 lines.insert(1 + len(grid.models), "-" * len(lines[0]))
             blocks.append("\n".join([key_title(keys)] + lines))
-    return "\n\n".join(blocks) + "\n(means over n seeds; * best model; ↓ lower / ↑ higher is better)\n"
+    return "\n\n".join(blocks) + ("\n(means over n seeds; * significantly best model, ~ tied leaders (Welch, Holm, "
+                                   "α = 0.05); ↓ lower / ↑ higher is better)\n")

@@ -1,9 +1,9 @@
 """Training step and sampling of every registered model; each baseline beside its plain loop.
 
 Groups ``train_step <model> ...`` hold ``mgbench`` (the registered model's ``train_step`` at its
-default config), ``mgbench-fp32`` (the same with ``bf16 = false``; the default turns bfloat16 on
-where the CPU has it natively) and ``plain`` (the same network trained as pytorch/examples would,
-yardsticks.py); the ratio of ``plain`` to ``mgbench-fp32`` is the speed-up the baselines owe to
+default config, float32), ``mgbench-bf16`` (the same under the harness's bfloat16 autocast, the
+protocol's ``precision = "bf16"``) and ``plain`` (the same network trained as pytorch/examples would,
+yardsticks.py); the ratio of ``plain`` to ``mgbench`` is the speed-up the baselines owe to
 channels_last, the fused Adam, ``set_to_none`` and freezing D during G's step. The
 ``test_plain_*`` checks (plain tests, not benchmarks) show the yardsticks compute the same
 training step, so the comparison is like for like.
@@ -26,13 +26,19 @@ MODELS = list_models()
 YARDSTICKS = ("dcgan", "cgan", "vae", "lapgan")
 
 
-def has_bf16(name: str) -> bool:
-    return "bf16" in {f.name for f in dataclasses.fields(get_model_class(name).Config)}
-
-
 def contenders(name: str) -> list[str]:
-    """mgbench; mgbench-fp32 where the config has a bf16 switch; plain where there is a yardstick."""
-    return ["mgbench"] + ["mgbench-fp32"] * has_bf16(name) + ["plain"] * (name in YARDSTICKS)
+    """mgbench in float32 and under bfloat16 autocast; plain where there is a yardstick."""
+    return ["mgbench", "mgbench-bf16"] + ["plain"] * (name in YARDSTICKS)
+
+
+def under_precision(fn: Any, precision: str) -> Any:
+    """``fn`` run as the harness runs a training step at ``precision`` (mgbench/train.py)."""
+
+    def step() -> Any:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return fn()
+
+    return step
 
 
 CASES = [pytest.param(m, impl, id=f"{m}-{impl}") for m in MODELS for impl in contenders(m)]
@@ -46,9 +52,9 @@ def _step(name: str, impl: str, resolution: int, overrides: dict[str, Any] | Non
         plain = plain_model(name, resolution, overrides)
         fn = trainer(plain.step, images, labels if name == "cgan" else None)
     else:
-        bf16 = {"bf16": False} if impl == "mgbench-fp32" else {}
-        model = our_model(name, resolution, {**(overrides or {}), **bf16})
+        model = our_model(name, resolution, overrides)
         fn = trainer(model.train_step, images, labels if model.conditional else None)
+        fn = under_precision(fn, "bf16" if impl == "mgbench-bf16" else "fp32")
     fn()  # first call: allocation and kernel choice
     return fn
 
@@ -79,7 +85,6 @@ def test_sample(benchmark, name):
 TINY = 16  # px
 
 
-FP32 = {"bf16": False}  # the yardsticks run in float32; the default would use bfloat16 where native
 
 
 def _copy(src: nn.Module, dst: nn.Module) -> None:
@@ -111,7 +116,7 @@ def test_plain_dcgan_is_the_pytorch_examples_network():
 @pytest.mark.parametrize("name", ["dcgan", "cgan"])
 def test_plain_dcgan_step_is_the_same_computation(name):
     small = {"nz": 8, "ngf": 8, "ndf": 8}
-    model, plain = our_model(name, TINY, {**small, **FP32}), plain_loop(name, TINY, small)
+    model, plain = our_model(name, TINY, small), plain_loop(name, TINY, small)
     _copy(model.netG, plain.netG)
     _copy(model.netD, plain.netD)
     ours, theirs = _two_steps(model, plain, model.conditional)
@@ -122,7 +127,7 @@ def test_plain_dcgan_step_is_the_same_computation(name):
 
 def test_plain_vae_step_is_the_same_computation():
     small = {"latent_dim": 8, "ngf": 8, "ndf": 8}
-    model, plain = our_model("vae", TINY, {**small, **FP32}), PlainVAE(TINY, **small)
+    model, plain = our_model("vae", TINY, small), PlainVAE(TINY, **small)
     _copy(model.encoder, plain.encoder)
     _copy(model.decoder, plain.decoder)
     ours, theirs = _two_steps(model, plain, False)
@@ -131,7 +136,7 @@ def test_plain_vae_step_is_the_same_computation():
 
 def test_plain_lapgan_step_is_the_same_computation():
     small = {"nz": 8, "coarse_g_hidden": 32, "coarse_d_hidden": 32, "width": 8}
-    model, plain = our_model("lapgan", TINY, {**small, **FP32}), PlainLAPGAN(TINY, **small)
+    model, plain = our_model("lapgan", TINY, small), PlainLAPGAN(TINY, **small)
     for k in range(model.num_levels):
         _copy(model.generators[k], plain.gs[k])
         _copy(model.discriminators[k], plain.ds[k].net)
@@ -141,23 +146,23 @@ def test_plain_lapgan_step_is_the_same_computation():
         assert record == pytest.approx(expected, rel=1e-4)
 
 
-# --- the bf16 switch: reproducible, and close to float32 ---------------------------------------
+# --- bfloat16 autocast: reproducible, and close to float32 -------------------------------------
 
 SMALL = {"nz": 8, "latent_dim": 8, "ngf": 8, "ndf": 8, "width": 8, "coarse_g_hidden": 32, "coarse_d_hidden": 32}
 
 
-def _losses(name: str, bf16: bool) -> list[dict[str, float]]:
+def _losses(name: str, precision: str) -> list[dict[str, float]]:
     fields = {f.name for f in dataclasses.fields(get_model_class(name).Config)}
-    model = our_model(name, TINY, {**{k: v for k, v in SMALL.items() if k in fields}, "bf16": bf16})
+    model = our_model(name, TINY, {k: v for k, v in SMALL.items() if k in fields})
     images, labels = model_batch(TINY, 16)
     torch.manual_seed(1)
-    y = labels if model.conditional else None
-    return [{k: v.item() for k, v in model.train_step(images, y).items()} for _ in range(3)]
+    step = under_precision(lambda: model.train_step(images, labels if model.conditional else None), precision)
+    return [{k: v.item() for k, v in step().items()} for _ in range(3)]
 
 
-@pytest.mark.parametrize("name", [m for m in MODELS if has_bf16(m)])
+@pytest.mark.parametrize("name", YARDSTICKS)
 def test_bf16_training_is_reproducible_and_close_to_float32(name):
-    first, again, exact = _losses(name, True), _losses(name, True), _losses(name, False)
+    first, again, exact = _losses(name, "bf16"), _losses(name, "bf16"), _losses(name, "fp32")
     assert first == again  # same seed, same bits
     for low, full in zip(first, exact, strict=True):
         assert all(isinstance(v, float) for v in low.values())

@@ -19,9 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.lapgan import COARSEST, CoarseDiscriminator, CoarseGenerator, ResidualDiscriminator, ResidualGenerator
-from baselines.nets import dcgan_discriminator, dcgan_generator, init_dcgan_weights
 from mgbench.pyramid import downsample, upsample
+from mgbench_baselines.lapgan import (
+    COARSEST,
+    CoarseDiscriminator,
+    CoarseGenerator,
+    ResidualDiscriminator,
+    ResidualGenerator,
+)
+from mgbench_baselines.nets import dcgan_discriminator, dcgan_generator, init_dcgan_weights
 
 
 class Generator(nn.Module):
