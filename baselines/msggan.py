@@ -30,7 +30,6 @@ halved per doubling above 4 px; channels-last).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,9 +45,9 @@ from mgbench_baselines.scale_blocks import (
     EqualizedConv2d,
     MinibatchStdDev,
     ProGANGenerator,
+    RunningAverage,
     ScoreBlock,
     downsample_to,
-    ema_update,
     feature_maps,
     lrelu,
     resolutions_up_to,
@@ -133,9 +132,7 @@ class MSGGAN(GenerativeModel, ProducesPyramid):
         self.netG.to(self.device, memory_format=self.format)
         self.netD = MultiScaleDiscriminator(config.ndf, c, r, config.stddev_group, config.width_halves_above)
         self.netD.to(self.device, memory_format=self.format)
-        # Sampled from, not trained: out of ``networks`` (parameter totals), checkpointed in extra_state.
-        self.g_ema = copy.deepcopy(self.netG).requires_grad_(False) if config.ema_decay > 0 else None
-        self.ema_updates = 0  # the running average's warm-up counts them (scale_blocks.ema_decay_at)
+        self.g_ema = RunningAverage(self.netG, config.ema_decay) if config.ema_decay > 0 else None
         betas = (config.beta1, config.beta2)
         self.networks = {"G": self.netG, "D": self.netD}
         self.optimizers = {
@@ -153,16 +150,15 @@ class MSGGAN(GenerativeModel, ProducesPyramid):
         return tuple(self.sizes)
 
     def extra_state(self) -> dict[str, Any]:
-        return {} if self.g_ema is None else {"g_ema": self.g_ema.state_dict(), "ema_updates": self.ema_updates}
+        return {} if self.g_ema is None else self.g_ema.state()
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if self.g_ema is None:
             return
-        if "g_ema" not in state or "ema_updates" not in state:
+        if not RunningAverage.in_state(state):
             raise UsageError("the checkpoint lacks MSG-GAN's running average of G",
                              "load a checkpoint written by MSG-GAN with the same config")
-        self.g_ema.load_state_dict(state["g_ema"])
-        self.ema_updates = int(state["ema_updates"])
+        self.g_ema.load(state)
 
     def real_pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The real batch at every resolution, coarse to fine (average pooling)."""
@@ -190,8 +186,7 @@ class MSGGAN(GenerativeModel, ProducesPyramid):
             self.netD.requires_grad_(True)
         opt_g.step()
         if self.g_ema is not None:
-            ema_update(self.g_ema, self.netG, self.config.ema_decay, self.ema_updates)
-            self.ema_updates += 1
+            self.g_ema.update()
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
 
     def sample_pyramid(
@@ -199,7 +194,7 @@ class MSGGAN(GenerativeModel, ProducesPyramid):
     ) -> list[torch.Tensor]:
         """G's image at every resolution for one batch of z, coarse to fine, unclamped."""
         z = torch.randn(n, self.config.nz, device=self.device, generator=generator)
-        netG = self.g_ema if self.g_ema is not None else self.netG
+        netG = self.g_ema.network if self.g_ema is not None else self.netG
         with evaluating(netG):
             return [x.contiguous() for x in netG(z)]
 

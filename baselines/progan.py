@@ -45,7 +45,6 @@ official code draws one per step). Channels-last memory format by default: the t
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -61,9 +60,9 @@ from mgbench_baselines.scale_blocks import (
     DownBlock,
     EqualizedConv2d,
     ProGANGenerator,
+    RunningAverage,
     ScoreBlock,
     downsample_to,
-    ema_update,
     feature_maps,
     lrelu,
     resolutions_up_to,
@@ -229,10 +228,7 @@ class ProGAN(GenerativeModel, ProducesPyramid):
         self.netG.to(self.device, memory_format=self.format)
         self.netD = ProGANDiscriminator(config.ndf, c, r, config.stddev_group, config.width_halves_above)
         self.netD.to(self.device, memory_format=self.format)
-        # The running average is sampled from, not trained: kept out of ``networks`` (it would
-        # count twice in the parameter totals) and checkpointed through extra_state.
-        self.g_ema = copy.deepcopy(self.netG).requires_grad_(False) if config.ema_decay > 0 else None
-        self.ema_updates = 0  # the running average's warm-up counts them (scale_blocks.ema_decay_at)
+        self.g_ema = RunningAverage(self.netG, config.ema_decay) if config.ema_decay > 0 else None
         betas = (config.beta1, config.beta2)
         self.networks = {"G": self.netG, "D": self.netD}
         self.optimizers = {
@@ -276,12 +272,11 @@ class ProGAN(GenerativeModel, ProducesPyramid):
             "alpha": self.alpha,
         }
         if self.g_ema is not None:
-            state["g_ema"] = self.g_ema.state_dict()
-            state["ema_updates"] = self.ema_updates
+            state.update(self.g_ema.state())
         return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        if "images_seen" not in state or (self.g_ema is not None) != ("g_ema" in state and "ema_updates" in state):
+        if "images_seen" not in state or (self.g_ema is not None) != RunningAverage.in_state(state):
             raise UsageError("the checkpoint lacks ProGAN's schedule or running-average state",
                              "load a checkpoint written by ProGAN with the same config")
         self.schedule = GrowthSchedule(len(self.sizes), state["phase_lengths"])
@@ -291,8 +286,7 @@ class ProGAN(GenerativeModel, ProducesPyramid):
             raise UsageError("the checkpoint's growth phase does not follow from its schedule",
                              "delete the checkpoint to retrain this job from the start")
         if self.g_ema is not None:
-            self.g_ema.load_state_dict(state["g_ema"])
-            self.ema_updates = int(state["ema_updates"])
+            self.g_ema.load(state)
 
     def real_images(self, images: torch.Tensor, top: int, alpha: float) -> torch.Tensor:
         """The real batch at sizes[top], blended with its 2× coarser version during a fade."""
@@ -336,8 +330,7 @@ class ProGAN(GenerativeModel, ProducesPyramid):
             self.netD.requires_grad_(True)
         opt_g.step()
         if self.g_ema is not None:
-            ema_update(self.g_ema, self.netG, c.ema_decay, self.ema_updates)
-            self.ema_updates += 1
+            self.g_ema.update()
         self.images_seen += n
         return {
             "d_loss": d_loss.detach(),
@@ -358,7 +351,7 @@ class ProGAN(GenerativeModel, ProducesPyramid):
         its images drift from the real pyramid as training goes on: that is ProGAN's design.
         """
         z = torch.randn(n, self.config.nz, device=self.device, generator=generator)
-        netG = self.g_ema if self.g_ema is not None else self.netG
+        netG = self.g_ema.network if self.g_ema is not None else self.netG
         top, alpha = self.phase.level, self.alpha
         with evaluating(netG):
             images = netG.pyramid(z, top, alpha)

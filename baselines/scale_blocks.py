@@ -23,7 +23,9 @@ the paper's 512 feature maps up to 32 px, halved per doubling beyond.
 
 from __future__ import annotations
 
+import copy
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -227,6 +229,33 @@ def ema_update(average: nn.Module, source: nn.Module, decay: float, updates: int
     with torch.no_grad():  # an average, not a graph: autograd would make it require grad
         for avg, src in zip(average.parameters(), source.parameters(), strict=True):
             avg.lerp_(src, 1.0 - d)
+
+
+class RunningAverage:
+    """The generator that is sampled from: a running average of G's weights (Karras et al. 2018,
+    App. A.1), updated after each G step with :func:`ema_update`'s warm-up. Kept out of a
+    model's ``networks`` (it would count twice in the parameter totals) and checkpointed through
+    the model's ``extra_state`` under the keys ``g_ema`` and ``ema_updates``."""
+
+    def __init__(self, source: nn.Module, decay: float) -> None:
+        self.source, self.decay = source, decay
+        self.network = copy.deepcopy(source).requires_grad_(False)
+        self.updates = 0  # the warm-up counts them (ema_decay_at)
+
+    def update(self) -> None:
+        ema_update(self.network, self.source, self.decay, self.updates)
+        self.updates += 1
+
+    def state(self) -> dict[str, Any]:
+        return {"g_ema": self.network.state_dict(), "ema_updates": self.updates}
+
+    @staticmethod
+    def in_state(state: dict[str, Any]) -> bool:
+        return "g_ema" in state and "ema_updates" in state
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.network.load_state_dict(state["g_ema"])
+        self.updates = int(state["ema_updates"])
 
 
 def downsample_to(images: torch.Tensor, size: int) -> torch.Tensor:

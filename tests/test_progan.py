@@ -239,12 +239,12 @@ def test_minibatch_stddev_appends_the_mean_std_of_each_group(batch, group):
 def test_running_average_of_the_generator():
     config = ProGANConfig(nz=8, ngf=8, ndf=8, ema_decay=0.9)
     m = model(16, config)
-    before = copy.deepcopy(m.g_ema)
+    before = copy.deepcopy(m.g_ema.network)
     m.train_step(images(4, 16), None)
     d = 1 / 10  # the first update's warm-up decay (1 + 0) / (10 + 0), below the configured 0.9
-    for avg, old, new in zip(m.g_ema.parameters(), before.parameters(), m.netG.parameters(), strict=True):
+    for avg, old, new in zip(m.g_ema.network.parameters(), before.parameters(), m.netG.parameters(), strict=True):
         torch.testing.assert_close(avg, d * old + (1 - d) * new)
-    assert m.ema_updates == 1 and not any(p.requires_grad for p in m.g_ema.parameters())
+    assert m.g_ema.updates == 1 and not any(p.requires_grad for p in m.g_ema.network.parameters())
     net = torch.nn.Linear(3, 3)
     avg = copy.deepcopy(net)
     with torch.no_grad():
@@ -357,7 +357,7 @@ def test_resume_in_the_middle_of_a_fade_is_exact():
     for name, net in uninterrupted.networks.items():
         for key, value in net.state_dict().items():
             assert torch.equal(resumed.networks[name].state_dict()[key], value), (name, key)
-    for a, b in zip(resumed.g_ema.parameters(), uninterrupted.g_ema.parameters(), strict=True):
+    for a, b in zip(resumed.g_ema.network.parameters(), uninterrupted.g_ema.network.parameters(), strict=True):
         assert torch.equal(a, b)
     assert torch.equal(resumed.sample(4, generator=seeded(0)), uninterrupted.sample(4, generator=seeded(0)))
 
