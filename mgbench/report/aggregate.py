@@ -162,7 +162,7 @@ def aggregate(results: pd.DataFrame, marks: pd.DataFrame | None = None) -> pd.Da
     """The long summary (:data:`SUMMARY_COLUMNS`) of a results table read by :func:`read_results`;
     ``marks`` (:func:`mgbench.report.pairwise.best_marks` of the same results) decides ``best``
     and ``lead``: without them no model is marked."""
-    ok = results[results["status"] == "ok"]
+    ok = results[results["status"] == "ok"].copy()  # one block: read_results inserts column by column
     nets = [c for c in ok.columns if c.startswith("params_") and c != "params_total"]
     if nets:  # the networks differ between models; their total is what compares
         ok = ok.assign(params_total=ok[nets].apply(pd.to_numeric, errors="coerce").sum(axis=1, min_count=1))
