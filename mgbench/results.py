@@ -165,7 +165,11 @@ class ResultsStore:
             return pd.DataFrame(), [f"{err}; none of its rows counts as finished"]
         except OSError as err:
             return pd.DataFrame(), [f"{self.path} cannot be read ({err.strerror}); none of its rows counts"]
-        df = pd.read_csv(io.StringIO(checked.text), keep_default_na=False, na_values=NA_VALUES)
+        # Text columns are read as text: a ``scales`` of "16" would otherwise come back as 16.0
+        # while the file holds only single-scale rows, and be written so (the bytes of the file
+        # would then depend on the order in which jobs finished).
+        df = pd.read_csv(io.StringIO(checked.text), keep_default_na=False, na_values=NA_VALUES,
+                         dtype={c: str for c in STRING_COLUMNS})
         text = [c for c in ("status", "message") if c in df]
         df[text] = df[text].astype(object).fillna("").astype(str)
         df["model"] = df["model"].astype(str)

@@ -29,6 +29,21 @@ def test_file_is_the_same_whatever_order_the_jobs_finish_in(tmp_path):
     assert list(zip(df["model"], df["seed"], strict=True)) == [("cgan", 0), ("cgan", 1), ("dcgan", 0), ("vae", 0)]
 
 
+
+def test_text_that_looks_like_a_number_stays_text_whatever_the_order(tmp_path):
+    # A single-scale model's scales "16" beside a calibration row that has none: read back as
+    # numbers, the column became 16.0 and was written "16.0" once a multi-scale row joined it.
+    rows = [_row("dcgan", 0, scales="16", fid=1.0), _row("noise", 0, fid=9.0), _row("lapgan", 0, scales="8 16", fid=2.0)]
+    forward, backward = ResultsStore(tmp_path / "a.csv"), ResultsStore(tmp_path / "b.csv")
+    for row in rows:
+        forward.add(row)
+    for row in reversed(rows):
+        backward.add(row)
+    assert forward.path.read_bytes() == backward.path.read_bytes()
+    assert dict(zip(forward.read()["model"], forward.read()["scales"].fillna(""), strict=True)) == \
+        {"dcgan": "16", "lapgan": "8 16", "noise": ""}
+
+
 def test_a_rerun_job_replaces_its_row_and_only_ok_rows_count_as_finished(tmp_path):
     store = ResultsStore(tmp_path / "results.csv")
     for row in ROWS:
