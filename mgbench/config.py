@@ -124,7 +124,7 @@ class EvalConfig:
     # A job's last step is always one. None of these four settings changes a results row.
     every: int | tuple[int, ...] | None = None
     every_metrics: tuple[str, ...] | None = None  # None: fid, swd and modes, those of them the run computes
-    every_samples: int = 500  # samples per evaluation during training
+    every_samples: int = 500  # samples per evaluation during training (at most num_samples)
     sampling_seeds: int = 1  # sample draws scored per trained model (the extra ones: RUN_DIR/sampling/<job>.csv)
 
     def __post_init__(self) -> None:

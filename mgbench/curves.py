@@ -2,8 +2,9 @@
 
 A score at the end of training cannot show training instability or mode collapse, the open
 problems of GANs; peer suites log metrics during training (PyTorch-StudioGAN, google/compare_gan).
-At each evaluation step (:func:`curve_steps`) the job draws ``eval.every_samples`` samples from a
-private generator seeded from (model, seed, step), scores ``eval.every_metrics``
+At each evaluation step (:func:`curve_steps`) the job draws ``eval.every_samples`` samples (at most
+``eval.num_samples``: :func:`curve_samples`) from a private generator seeded from (model, seed,
+step), scores ``eval.every_metrics``
 (:func:`curve_metrics`: FID, MS-SWD and the per-scale modes by default) against the run's
 reference with the job's own :class:`~mgbench.evaluate.Evaluator` (built once, before training;
 :meth:`~mgbench.evaluate.Evaluator.subset` shares its feature extractor), and appends one row to
@@ -80,11 +81,17 @@ def curve_steps(evaluation: EvalConfig, steps: int) -> list[int]:
     return sorted(points | {steps})
 
 
+def curve_samples(evaluation: EvalConfig) -> int:
+    """Samples per evaluation during training: ``eval.every_samples``, never more than the final
+    evaluation's ``eval.num_samples`` (a run scored on 24 samples must not spend 500 per curve point)."""
+    return min(evaluation.every_samples, evaluation.num_samples)
+
+
 def curve_config(evaluation: EvalConfig) -> EvalConfig:
     """The evaluation settings of the metrics during training: their metrics, their smaller
     sample, and per-metric subsets no larger than it; MS-SWD on at most :data:`SWD_IMAGES` images
     (sorting its projections is most of an evaluation's cost)."""
-    n = evaluation.every_samples
+    n = curve_samples(evaluation)
     return dataclasses.replace(evaluation, metrics=curve_metrics(evaluation), num_samples=n,
                                swd_images=min(evaluation.swd_images, n, SWD_IMAGES),
                                lpips_pairs=min(evaluation.lpips_pairs, n))

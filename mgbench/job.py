@@ -230,7 +230,7 @@ def run_job(job: Job, run_dir: Path, progress_position: int = 1) -> dict[str, An
         recorder = curves.CurveRecorder(
             evaluator.subset(curves.curve_metrics(cfg.eval), curves.curve_config(cfg.eval)), model, sample,
             schema.curves_path(run_dir, job.model, job.seed), points=points, job_model=job.model, job_seed=job.seed,
-            num_samples=cfg.eval.every_samples, batch_size=cfg.train.batch_size,
+            num_samples=curves.curve_samples(cfg.eval), batch_size=cfg.train.batch_size,
             train_gflops_per_img=step_gflops, kept_step=resumed)
     board = None
     if cfg.train.tensorboard:

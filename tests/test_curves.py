@@ -46,6 +46,8 @@ def test_curve_metrics_are_the_cheap_ones_the_run_computes():
     assert curves.curve_metrics(EvalConfig(every_metrics=("kid",))) == ("kid",)
     small = curves.curve_config(EvalConfig(swd_images=1000, every_samples=300))
     assert (small.num_samples, small.swd_images, small.metrics) == (300, curves.SWD_IMAGES, ("fid", "swd", "modes"))
+    # never more samples per curve point than the final evaluation scores
+    assert curves.curve_config(EvalConfig(num_samples=24, lpips_pairs=20)).num_samples == 24
 
 
 @pytest.mark.parametrize("raw, words", [

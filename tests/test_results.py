@@ -33,7 +33,8 @@ def test_file_is_the_same_whatever_order_the_jobs_finish_in(tmp_path):
 def test_text_that_looks_like_a_number_stays_text_whatever_the_order(tmp_path):
     # A single-scale model's scales "16" beside a calibration row that has none: read back as
     # numbers, the column became 16.0 and was written "16.0" once a multi-scale row joined it.
-    rows = [_row("dcgan", 0, scales="16", fid=1.0), _row("noise", 0, fid=9.0), _row("lapgan", 0, scales="8 16", fid=2.0)]
+    rows = [_row("dcgan", 0, scales="16", fid=1.0), _row("noise", 0, fid=9.0),
+            _row("lapgan", 0, scales="8 16", fid=2.0)]
     forward, backward = ResultsStore(tmp_path / "a.csv"), ResultsStore(tmp_path / "b.csv")
     for row in rows:
         forward.add(row)
