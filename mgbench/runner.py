@@ -22,6 +22,7 @@ import fcntl
 import gc
 import json
 import logging
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -252,6 +253,11 @@ class GridProgress:
         self.bar.set_postfix_str(f"{text}; last {self.last}" if self.last else text)
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal, or both NaN (a score left out of both runs, such as a copy rate on too few images)."""
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
 def check_determinism(config: RunConfig) -> int:
     """Run the first job twice in scratch directories and report every column that differs."""
     import tempfile
@@ -266,7 +272,7 @@ def check_determinism(config: RunConfig) -> int:
         grids = [(Path(tmp) / a / "samples" / f"{job.id}.png") for a in ("a", "b")]
         same_grid = all(g.exists() for g in grids) and grids[0].read_bytes() == grids[1].read_bytes()
     differ = [k for k in sorted(set(rows[0]) | set(rows[1]))
-              if not is_timing(k) and rows[0].get(k) != rows[1].get(k)]
+              if not is_timing(k) and not _same_value(rows[0].get(k), rows[1].get(k))]
     if rows[0]["status"] != "ok":
         print(f"{job.id}: {rows[0]['status']}: {rows[0]['message']}")
         return 1

@@ -200,3 +200,13 @@ def test_too_few_heldout_images_leave_the_copy_rates_out_not_the_run(data, caplo
     assert np.isnan(s["copy_rate_pixel"]) and np.isnan(s["copy_rate_feature"])
     assert np.isfinite([s["nn_pixel_ratio"], s["nn_feature_ratio"], s["ct"], s["authpct"]]).all()
     assert "at least 100 held-out images" in caplog.text
+
+
+def test_too_few_samples_leave_c_t_out_not_the_run(data, caplog) -> None:
+    few = data["fresh"][:20]  # no C_T cell can hold more than 20 of them
+    feats = {k: features(v) for k, v in (("few", few), ("train", data["train"]), ("reference", data["reference"]))}
+    s = memorization_scores(
+        samples=few, train=data["train"], reference=data["reference"], sample_features=feats["few"],
+        train_features=feats["train"], reference_features=feats["reference"], generator=gen(0)).scores
+    assert np.isnan(s["ct"]) and np.isfinite([s["copy_rate_pixel"], s["nn_feature_ratio"], s["authpct"]]).all()
+    assert "ct not computed" in caplog.text and "more than 20 samples" in caplog.text

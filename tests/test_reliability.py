@@ -98,6 +98,15 @@ def test_check_determinism_reports_identical_runs(tmp_path, capsys):
     assert "identical" in capsys.readouterr().out
 
 
+
+def test_a_score_left_out_of_both_runs_is_no_difference():
+    from mgbench.runner import _same_value
+
+    nan = float("nan")  # e.g. a copy rate on too few held-out images: empty in both runs
+    assert _same_value(nan, nan) and _same_value(1.5, 1.5) and _same_value("ok", "ok")
+    assert not _same_value(nan, 1.5) and not _same_value(1.5, 1.25) and not _same_value(None, nan)
+
+
 def test_checkpoint_from_another_config_is_refused(tmp_path, capsys):
     smoke = preset("smoke")
     cfg = RunConfig.from_dict(dict(smoke, models=["dcgan"], out=str(tmp_path),
