@@ -1,8 +1,9 @@
 """The console of a run: log lines written through ``tqdm.write`` (the progress bars stay whole),
-each warning once per run however many job processes meet it, and the levels ``-q`` / ``-v``.
+each info line and warning once per run however many job processes meet it, and the levels
+``-q`` / ``-v``.
 
 The runner names a folder of marks (``RUN_DIR/logs/.warned``) in :data:`WARNED_ENV`; the job
-processes inherit it, and a warning is printed by whichever process first creates its mark
+processes inherit it, and a line is printed by whichever process first creates its mark
 (``O_EXCL``: atomic across processes). Without a run, marks are kept in memory.
 """
 
@@ -23,14 +24,15 @@ FORMAT = "mgbench: %(message)s"
 
 
 class OncePerRun(logging.Filter):
-    """Lets a warning through the first time its text is seen in the run; errors always."""
+    """Lets an info line or a warning through the first time its text is seen in the run (each job
+    process would otherwise repeat "domain classifier: cache hit …"); errors and debug lines always."""
 
     def __init__(self) -> None:
         super().__init__()
         self.seen: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.WARNING:
+        if record.levelno not in (logging.INFO, logging.WARNING):
             return True
         key = hashlib.sha256(record.getMessage().encode()).hexdigest()[:20]
         marks = os.environ.get(WARNED_ENV)

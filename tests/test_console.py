@@ -21,7 +21,8 @@ def test_a_warning_passes_once_per_run_in_any_process(tmp_path, monkeypatch):
     assert not job.filter(_record(logging.WARNING, "LPIPS: random backbone"))
     assert job.filter(_record(logging.WARNING, "another warning"))
     assert job.filter(_record(logging.ERROR, "an error")) and job.filter(_record(logging.ERROR, "an error"))
-    assert job.filter(_record(logging.INFO, "info")) and job.filter(_record(logging.INFO, "info"))
+    assert job.filter(_record(logging.INFO, "cache hit")) and not parent.filter(_record(logging.INFO, "cache hit"))
+    assert job.filter(_record(logging.DEBUG, "debug")) and job.filter(_record(logging.DEBUG, "debug"))
     console.start_run(tmp_path)  # a new run (or a resume): nothing marked
     assert console.OncePerRun().filter(_record(logging.WARNING, "LPIPS: random backbone"))
 
@@ -47,6 +48,7 @@ def test_a_run_prints_the_lpips_warning_once_and_quiet_hides_the_info_lines(tmp_
     loud = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     assert loud.returncode == 0, loud.stderr[-3000:]
     assert loud.stderr.count("RANDOM backbone") == 1  # calibration rows and two jobs: printed once
+    assert loud.stderr.count("held-out accuracy") == 1  # every job process loads the classifier: said once
     quiet = subprocess.run([*argv, "--name", "quiet", "-q"], env=env, capture_output=True, text=True, timeout=900)
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     assert quiet.stderr.count("RANDOM backbone") == 1 and "reference features" not in quiet.stderr
