@@ -172,6 +172,9 @@ def image(path: Path, alt: str, caption: str) -> str:
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
+OWN_SECTION = {"spectra"}  # figures of a table that the page shows in a section of their own, not twice
+
+
 def table_figures(fig_dir: Path, keys: dict[str, str]) -> list[tuple[str, Path]]:
     """(caption, path) of one table's figures in report/figures/, known kinds first."""
     slug = table_slug(keys)
@@ -180,7 +183,7 @@ def table_figures(fig_dir: Path, keys: dict[str, str]) -> list[tuple[str, Path]]
         pattern = re.compile(r"([A-Za-z0-9]+)-" + re.escape(slug) + r"\.png")
         for path in sorted(fig_dir.glob("*.png")):
             match = pattern.fullmatch(path.name)
-            if match:
+            if match and match.group(1) not in OWN_SECTION:
                 found[match.group(1)] = path
     order = [k for k in FIGURE_CAPTIONS if k in found] + sorted(k for k in found if k not in FIGURE_CAPTIONS)
     return [(FIGURE_CAPTIONS.get(kind, kind), found[kind]) for kind in order]
