@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import re
 import math
+import re
 import shutil
 import sys
 from pathlib import Path
