@@ -12,11 +12,11 @@ from torch import nn
 
 from mgbench.contract import DataSpec, GenerativeModel
 from mgbench_baselines.nets import (
-    adam,
     check_image_data,
     dcgan_discriminator,
     dcgan_generator,
     evaluating,
+    gan_optimizers,
     gan_update,
     init_dcgan_weights,
     memory_format,
@@ -51,12 +51,8 @@ class DCGAN(GenerativeModel):
         for net in (self.netG, self.netD):
             init_dcgan_weights(net)
             net.to(device=self.device, memory_format=self.format)
-        betas = (config.beta1, config.beta2)
         self.networks = {"G": self.netG, "D": self.netD}
-        self.optimizers = {
-            "G": adam(self.netG.parameters(), config.lr, betas, self.device),
-            "D": adam(self.netD.parameters(), config.lr, betas, self.device),
-        }
+        self.optimizers = gan_optimizers(self.netG, self.netD, config, self.device)
 
     @classmethod
     def check_data(cls, config: DCGANConfig, data: DataSpec) -> None:

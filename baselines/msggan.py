@@ -39,7 +39,7 @@ from torch import nn
 
 from mgbench.contract import DataSpec, GenerativeModel, ProducesPyramid
 from mgbench.errors import UsageError
-from mgbench_baselines.nets import adam, check_image_data, evaluating, memory_format
+from mgbench_baselines.nets import check_image_data, evaluating, gan_optimizers, memory_format
 from mgbench_baselines.scale_blocks import (
     DownBlock,
     EqualizedConv2d,
@@ -133,12 +133,8 @@ class MSGGAN(GenerativeModel, ProducesPyramid):
         self.netD = MultiScaleDiscriminator(config.ndf, c, r, config.stddev_group, config.width_halves_above)
         self.netD.to(self.device, memory_format=self.format)
         self.g_ema = RunningAverage(self.netG, config.ema_decay) if config.ema_decay > 0 else None
-        betas = (config.beta1, config.beta2)
         self.networks = {"G": self.netG, "D": self.netD}
-        self.optimizers = {
-            "G": adam(self.netG.parameters(), config.lr, betas, self.device),
-            "D": adam(self.netD.parameters(), config.lr, betas, self.device),
-        }
+        self.optimizers = gan_optimizers(self.netG, self.netD, config, self.device)
 
     @classmethod
     def check_data(cls, config: MSGGANConfig, data: DataSpec) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -119,6 +120,13 @@ def adam(
             pass
     return torch.optim.Adam(params, lr=lr, betas=betas)
 
+
+
+def gan_optimizers(netG: nn.Module, netD: nn.Module, config: Any, device: torch.device) -> dict[str, torch.optim.Adam]:
+    """One :func:`adam` each for G and D at the config's ``lr`` and ``(beta1, beta2)``."""
+    betas = (config.beta1, config.beta2)
+    return {"G": adam(netG.parameters(), config.lr, betas, device),
+            "D": adam(netD.parameters(), config.lr, betas, device)}
 
 def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format

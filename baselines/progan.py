@@ -55,7 +55,7 @@ from torch import nn
 
 from mgbench.contract import DataSpec, GenerativeModel, ProducesPyramid
 from mgbench.errors import UsageError
-from mgbench_baselines.nets import adam, check_image_data, evaluating, memory_format
+from mgbench_baselines.nets import check_image_data, evaluating, gan_optimizers, memory_format
 from mgbench_baselines.scale_blocks import (
     DownBlock,
     EqualizedConv2d,
@@ -229,12 +229,8 @@ class ProGAN(GenerativeModel, ProducesPyramid):
         self.netD = ProGANDiscriminator(config.ndf, c, r, config.stddev_group, config.width_halves_above)
         self.netD.to(self.device, memory_format=self.format)
         self.g_ema = RunningAverage(self.netG, config.ema_decay) if config.ema_decay > 0 else None
-        betas = (config.beta1, config.beta2)
         self.networks = {"G": self.netG, "D": self.netD}
-        self.optimizers = {
-            "G": adam(self.netG.parameters(), config.lr, betas, self.device),
-            "D": adam(self.netD.parameters(), config.lr, betas, self.device),
-        }
+        self.optimizers = gan_optimizers(self.netG, self.netD, config, self.device)
         self.schedule = GrowthSchedule.for_budget(len(self.sizes), config.phase_images, config.final_share)
         self.images_seen = 0  # real images trained on so far: the schedule's clock
         self.last_phase = -1  # phase of the last step, to see a fade begin
