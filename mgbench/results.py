@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from mgbench.files import write_atomic
-from mgbench.schema import JOB_COLUMNS, KEY, STRING_COLUMNS, is_cost, is_loss, is_timing, job_id
+from mgbench.schema import JOB_COLUMNS, STRING_COLUMNS, is_cost, is_loss, is_timing, job_id
 
 log = logging.getLogger(__name__)
 
@@ -194,19 +195,29 @@ class ResultsStore:
 
     def add(self, row: dict[str, Any]) -> None:
         """Insert or replace the row of one job; rows stay sorted by (model, seed). A file with
-        damaged rows is first kept as ``results.csv.damaged`` (the damaged rows are not rewritten)."""
-        df, problems = self.load()
-        if problems:
+        damaged rows is first kept as ``results.csv.damaged`` (the damaged rows are not rewritten).
+
+        The rows already in the file keep their text cell for cell, and the new row's cells are
+        written from its own values alone (:func:`_cell`): the bytes of a row never depend on
+        which other jobs finished, or in what order (a column that pandas would turn from whole
+        numbers into floats wrote an earlier row's ``0`` back as ``0.0``)."""
+        try:
+            checked = check_rows(self.path) if self.path.exists() else None
+        except (DamagedResults, OSError):
+            checked = None  # no row of it counts (load says why)
+        if self.path.exists() and (checked is None or checked.problems):
             self._keep_damaged()
-        if not df.empty:
-            same = (df["model"].astype(str) == row["model"]) & (df["seed"].astype(int) == row["seed"])
-            df = df[~same]
-        df = pd.concat([df, pd.DataFrame([row])], ignore_index=True) if not df.empty else pd.DataFrame([row])
-        df = df.sort_values(KEY, kind="stable").reset_index(drop=True)
-        df = df[sorted(df.columns, key=_column_rank)].apply(_whole_numbers_as_int)
-        for column in _OTHER & set(df.columns):  # a flag stays True/False beside empty calibration cells
-            df[column] = df[column].map(_as_flag).astype(object)
-        write_atomic(self.path, df.to_csv(index=False, lineterminator="\n"))
+        kept = list(csv.DictReader(io.StringIO(checked.text, newline=""))) if checked else []
+        key = (row["model"], int(row["seed"]))
+        rows = [r for r in kept if (r["model"], int(float(r["seed"]))) != key]
+        rows.append({name: _cell(name, value) for name, value in row.items()})
+        rows.sort(key=lambda r: (r["model"], int(float(r["seed"]))))
+        columns = sorted({name for r in rows for name in r}, key=_column_rank)
+        out = io.StringIO(newline="")
+        writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomic(self.path, out.getvalue())
 
     def _keep_damaged(self) -> None:
         """A copy of the damaged file beside it, so that nothing in it is lost by the rewrite."""
@@ -248,6 +259,26 @@ def read_job_row(path: Path) -> dict[str, Any] | None:
     return row
 
 
+def _cell(name: str, value: Any) -> str:
+    """The text of one cell, from its value alone: empty for a missing number, a whole number
+    without ``.0`` (a count reads ``10``), other floats in the shortest text that reads back
+    exactly, flags as True / False."""
+    if name in _OTHER:
+        value = _as_flag(value)
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if math.isnan(value):
+            return ""
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
 def _as_flag(value: Any) -> Any:
     """True / False from a bool, a number or its text (pandas reads a flag column that was empty in
     every row as floats); None where the row has none (calibration rows)."""
@@ -256,10 +287,3 @@ def _as_flag(value: Any) -> Any:
     if isinstance(value, str):
         return {"true": True, "false": False}.get(value.strip().lower())
     return bool(value)
-
-
-def _whole_numbers_as_int(column: pd.Series) -> pd.Series:
-    """A count stays ``10`` in the file even when another row leaves it empty (no ``10.0``)."""
-    if pd.api.types.is_float_dtype(column) and (column.dropna() % 1 == 0).all():
-        return column.astype("Int64")
-    return column

@@ -45,6 +45,18 @@ def test_text_that_looks_like_a_number_stays_text_whatever_the_order(tmp_path):
         {"dcgan": "16", "lapgan": "8 16", "noise": ""}
 
 
+def test_a_stored_row_keeps_its_bytes_when_a_row_with_other_numbers_joins(tmp_path):
+    # The interrupted-run test's failure: vae's time_pyramid_s 0 was written back as 0.0 once
+    # dcgan's 0.13 made the column one of floats, so a resumed run changed a finished job's row.
+    store = ResultsStore(tmp_path / "results.csv")
+    store.add(_row("vae", 0, time_pyramid_s=0.0, fid=3.5, steps=20))
+    before = store.path.read_text().splitlines()[1]
+    store.add(_row("dcgan", 0, time_pyramid_s=0.13, fid=2.25, steps=20.0))
+    lines = store.path.read_text().splitlines()
+    assert lines[2] == before == "vae,shapes,16,0,ok,,20,3.5,0"
+    assert lines[1] == "dcgan,shapes,16,0,ok,,20,2.25,0.13"  # a whole float reads as a count
+
+
 def test_a_rerun_job_replaces_its_row_and_only_ok_rows_count_as_finished(tmp_path):
     store = ResultsStore(tmp_path / "results.csv")
     for row in ROWS:
