@@ -121,12 +121,12 @@ def adam(
     return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
-
 def gan_optimizers(netG: nn.Module, netD: nn.Module, config: Any, device: torch.device) -> dict[str, torch.optim.Adam]:
     """One :func:`adam` each for G and D at the config's ``lr`` and ``(beta1, beta2)``."""
     betas = (config.beta1, config.beta2)
     return {"G": adam(netG.parameters(), config.lr, betas, device),
             "D": adam(netD.parameters(), config.lr, betas, device)}
+
 
 def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format

@@ -208,10 +208,9 @@ class ResultsStore:
         if self.path.exists() and (checked is None or checked.problems):
             self._keep_damaged()
         kept = list(csv.DictReader(io.StringIO(checked.text, newline=""))) if checked else []
-        key = (row["model"], int(row["seed"]))
-        rows = [r for r in kept if (r["model"], int(float(r["seed"]))) != key]
-        rows.append({name: _cell(name, value) for name, value in row.items()})
-        rows.sort(key=lambda r: (r["model"], int(float(r["seed"]))))
+        new = {name: _cell(name, value) for name, value in row.items()}
+        rows = [r for r in kept if _job_key(r) != _job_key(new)] + [new]
+        rows.sort(key=_job_key)
         columns = sorted({name for r in rows for name in r}, key=_column_rank)
         out = io.StringIO(newline="")
         writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
@@ -259,19 +258,24 @@ def read_job_row(path: Path) -> dict[str, Any] | None:
     return row
 
 
+def _job_key(cells: dict[str, str]) -> tuple[str, int]:
+    """(model, seed) of a row of text cells: rows sort by it, and a job's new row replaces its old one."""
+    return cells["model"], int(float(cells["seed"]))
+
+
 def _cell(name: str, value: Any) -> str:
     """The text of one cell, from its value alone: empty for a missing number, a whole number
     without ``.0`` (a count reads ``10``), other floats in the shortest text that reads back
     exactly, flags as True / False."""
     if name in _OTHER:
         value = _as_flag(value)
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA:
         return ""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, numbers.Integral):
         return str(int(value))
-    if isinstance(value, numbers.Real):
+    if isinstance(value, numbers.Real):  # float, numpy float32/64
         value = float(value)
         if math.isnan(value):
             return ""

@@ -98,7 +98,6 @@ def test_check_determinism_reports_identical_runs(tmp_path, capsys):
     assert "identical" in capsys.readouterr().out
 
 
-
 def test_a_score_left_out_of_both_runs_is_no_difference():
     from mgbench.runner import _same_value
 

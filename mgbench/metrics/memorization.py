@@ -70,14 +70,14 @@ CT_RESTARTS = 10
 CT_ITERATIONS = 300  # at most, per restart; each stops at convergence (as sklearn's max_iter=300)
 CT_COMPONENTS = 64  # dgm-eval: PCA(n_components=64) when d > 64
 CT_MIN_SAMPLES = 20  # dgm-eval: tau = 20 / m, a cell counts when it holds more than 20 samples
-
-
-class TooFewSamples(UsageError):
-    """C_T counts no cell: none holds more than :data:`CT_MIN_SAMPLES` samples."""
 _QUERY_BLOCK = 1024
 _TRAIN_BLOCK = 2048  # 1024 × 2048 float32 distances: 8 MiB; a float32 block of 32 px RGB training images: 24 MiB
 
 Array = torch.Tensor | np.ndarray
+
+
+class TooFewSamples(UsageError):
+    """C_T counts no cell: none holds more than :data:`CT_MIN_SAMPLES` samples."""
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: tensors have no truth value
