@@ -25,15 +25,22 @@ are trained JOINTLY, end to end, through the final image:
 
 * D_1 … D_K: pix2pixHD's multi-scale discriminator (§3.2): K = 3 identical PatchGAN
   discriminators (their ``NLayerDiscriminator``: 4×4 convolutions, padding 2, ``n_layers_D`` = 3
-  strided ones, then one of stride 1 and a 1-channel output map; InstanceNorm, LeakyReLU 0.2),
+  strided ones, then one of stride 1 and a 1-channel output map; InstanceNorm, LeakyReLU 0.2;
+  ``d_norm = "none"`` leaves InstanceNorm out, an ablation),
   D_k on level k−1 of the OUTPUT's Gaussian pyramid: the image, its 2× and its 4×
   downsampling. pix2pixHD downsamples with a 3×3 average pool; here the pyramid's binomial
   filter, so that the discriminator scales are exactly the pyramid the harness scores. The
   coarsest scale stays ≥ 8 px: at 16 px data there are two scales (16, 8).
-* L_FM: pix2pixHD's discriminator feature matching (eq. 4), λ_FM = 10: the mean absolute
-  difference of each intermediate feature map of D_k on real and on fake images (every layer
-  but the output), summed over layers and scales, the real features held constant. (Their code
-  also scales it by 1/K, i.e. λ_FM = 10/3; we follow the paper.)
+* L_FM: discriminator feature matching, λ_FM = 10 (pix2pixHD eq. 4): the mean absolute
+  difference between D_k's intermediate features (every layer but the output) on real and on
+  fake images, summed over layers and scales, the real features held constant. (Their code
+  also scales it by 1/K, i.e. λ_FM = 10/3; we follow the paper.) pix2pixHD compares real image
+  i with the fake made from ITS label map; unconditionally, real i and fake i are no pair, and
+  that L1 pulls every fake towards the median real image: the coarse level collapsed to one
+  colour and shape on every seed (reports/multiscale-shapes-cpu, swd_8px 697 against noise
+  359). So by default the features are compared as batch means, the unconditional feature
+  matching of Salimans et al. 2016 ("Improved techniques for training GANs", §3.1), with
+  pix2pixHD's L1 and λ (``feature_matching = "batch_mean"``; ``"paired"`` is pix2pixHD's).
 * L_GAN: least squares (LSGAN, Mao et al. 2017), pix2pixHD's default: D minimises
   ½[(D(x) − 1)² + D(G(z))²], G minimises (D(G(z)) − 1)², each averaged over D's output map. It
   is kept because λ_FM = 10 was tuned against it, and its gradient does not vanish on the
@@ -61,11 +68,14 @@ import torch
 from torch import nn
 
 from mgbench.contract import DataSpec, GenerativeModel, ProducesPyramid
+from mgbench.errors import UsageError
 from mgbench.pyramid import downsample, upsample
 from mgbench_baselines.nets import adam, check_image_data, evaluating, init_dcgan_weights, memory_format
 from mgbench_baselines.unet import UNet
 
 COARSEST = 8  # pixels of I_0 (see the module docstring)
+NORMS = {"instance": nn.InstanceNorm2d, "none": lambda width: nn.Identity()}  # HierGANConfig.d_norm
+FEATURE_MATCHING = ("paired", "batch_mean")  # HierGANConfig.feature_matching
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,9 @@ class HierGANConfig:
     ndf: int = 32  # discriminator width (pix2pixHD: 64)
     d_layers: int = 3  # strided layers per PatchGAN (pix2pixHD n_layers_D = 3)
     d_scales: int = 3  # discriminator scales 1×, ½×, ¼× (pix2pixHD num_D = 3); coarsest kept ≥ 8 px
+    d_norm: str = "instance"  # normalisation in the PatchGANs: "instance" (pix2pixHD) or "none"
     lambda_fm: float = 10.0  # feature-matching weight (pix2pixHD λ = 10)
+    feature_matching: str = "batch_mean"  # Salimans et al. 2016; "paired": pix2pixHD eq. 4 (module docstring)
     coarse_adv: bool = True  # D_0 on I_0 against the real 8 px low-pass
     lr: float = 2e-4  # pix2pixHD
     beta1: float = 0.5
@@ -106,12 +118,17 @@ def lsgan_loss(prediction: torch.Tensor, target: float) -> torch.Tensor:
 
 
 def feature_matching_loss(
-    real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]], weight: float
+    real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]], weight: float, mode: str = "paired"
 ) -> torch.Tensor:
     """pix2pixHD eq. 4: ``weight`` · Σ_scales Σ_layers mean |D^(i)(real) − D^(i)(fake)|, real features held constant.
 
     ``real[k][i]`` is the i-th intermediate feature map of the k-th discriminator scale.
+    ``mode = "paired"`` compares image i with image i; ``"batch_mean"`` the features' means over
+    the batch (Salimans et al. 2016, §3.1), for images that are no pairs (the module docstring).
     """
+    if mode == "batch_mean":
+        real = [[r.mean(dim=0) for r in real_k] for real_k in real]
+        fake = [[f.mean(dim=0) for f in fake_k] for fake_k in fake]
     terms = [
         (f - r.detach()).abs().mean()
         for real_k, fake_k in zip(real, fake, strict=True)
@@ -157,7 +174,7 @@ class PatchDiscriminator(nn.Module):
     (4×4 kernels, padding 2 as theirs; widths capped at 8·ndf, their 512 at ndf = 64).
     """
 
-    def __init__(self, channels: int, ndf: int, n_layers: int) -> None:
+    def __init__(self, channels: int, ndf: int, n_layers: int, norm: str = "instance") -> None:
         super().__init__()
         pad = 2  # ceil((4 - 1) / 2), pix2pixHD
         blocks = [nn.Sequential(nn.Conv2d(channels, ndf, 4, 2, pad), nn.LeakyReLU(0.2, True))]
@@ -165,7 +182,7 @@ class PatchDiscriminator(nn.Module):
         for stride in [2] * (n_layers - 1) + [1]:
             prev, width = width, min(2 * width, 8 * ndf)
             blocks.append(
-                nn.Sequential(nn.Conv2d(prev, width, 4, stride, pad), nn.InstanceNorm2d(width), nn.LeakyReLU(0.2, True))
+                nn.Sequential(nn.Conv2d(prev, width, 4, stride, pad), NORMS[norm](width), nn.LeakyReLU(0.2, True))
             )
         blocks.append(nn.Sequential(nn.Conv2d(width, 1, 4, 1, pad)))  # 1 x h x w logit map (no sigmoid: LSGAN)
         self.blocks = nn.ModuleList(blocks)
@@ -181,9 +198,9 @@ class PatchDiscriminator(nn.Module):
 class MultiScaleDiscriminator(nn.Module):
     """pix2pixHD §3.2: identical PatchGANs on the input's Gaussian pyramid, finest first."""
 
-    def __init__(self, channels: int, ndf: int, n_layers: int, scales: int) -> None:
+    def __init__(self, channels: int, ndf: int, n_layers: int, scales: int, norm: str = "instance") -> None:
         super().__init__()
-        self.scales = nn.ModuleList(PatchDiscriminator(channels, ndf, n_layers) for _ in range(scales))
+        self.scales = nn.ModuleList(PatchDiscriminator(channels, ndf, n_layers, norm) for _ in range(scales))
 
     def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
         """Per scale (1×, ½×, ¼×, …) the list of that discriminator's outputs, its logit map last."""
@@ -211,8 +228,8 @@ class HierGAN(GenerativeModel, ProducesPyramid):
         self.g_main = MainGenerator(config.nz, config.ngf, c)
         self.g_aux = [DetailGenerator(c, detail_width(config.width, s)) for s in self.sizes[1:]]
         scales = max(1, min(config.d_scales, len(self.sizes)))  # the coarsest scale stays ≥ 8 px
-        self.d = MultiScaleDiscriminator(c, config.ndf, config.d_layers, scales)
-        self.d_coarse = PatchDiscriminator(c, config.ndf, config.d_layers) if config.coarse_adv else None
+        self.d = MultiScaleDiscriminator(c, config.ndf, config.d_layers, scales, config.d_norm)
+        self.d_coarse = PatchDiscriminator(c, config.ndf, config.d_layers, config.d_norm) if config.coarse_adv else None
 
         self.networks = {"g_main": self.g_main}
         self.networks.update({f"g_aux_{s}px": g for s, g in zip(self.sizes[1:], self.g_aux, strict=True)})
@@ -238,6 +255,11 @@ class HierGAN(GenerativeModel, ProducesPyramid):
     def check_data(cls, config: HierGANConfig, data: DataSpec) -> None:
         super().check_data(config, data)
         check_image_data(cls.__name__, data, minimum=2 * COARSEST)
+        for name, value, allowed in (("d_norm", config.d_norm, NORMS),
+                                     ("feature_matching", config.feature_matching, FEATURE_MATCHING)):
+            if value not in allowed:
+                raise UsageError(f"HierGAN {name} must be one of {', '.join(sorted(allowed))}, not {value!r}",
+                                 f"set model_overrides.hiergan.{name} to one of them")
 
     def _noise(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """z for G_main, then one noise plane per finer level, in that order."""
@@ -277,7 +299,8 @@ class HierGAN(GenerativeModel, ProducesPyramid):
         try:
             gen_out = self.d(fake)
             g_gan = sum(lsgan_loss(out[-1], 1.0) for out in gen_out)
-            g_fm = feature_matching_loss([r[:-1] for r in real_out], [g[:-1] for g in gen_out], self.config.lambda_fm)
+            g_fm = feature_matching_loss([r[:-1] for r in real_out], [g[:-1] for g in gen_out], self.config.lambda_fm,
+                                         self.config.feature_matching)
             g_coarse = torch.zeros((), device=self.device)
             if self.d_coarse is not None:
                 g_coarse = lsgan_loss(self.d_coarse(fakes[0])[-1], 1.0)

@@ -146,6 +146,32 @@ def test_feature_matching_loss_by_hand():
     assert all(f.grad is not None for scale in fake_leaf for f in scale)
 
 
+def test_batch_mean_feature_matching_ignores_which_fake_meets_which_real():
+    # Unconditional: real image i and fake image i are no pair, so only the batch statistics may count
+    # (Salimans et al. 2016). A permuted batch of the real features matches; paired L1 says it does not.
+    real = [[torch.randn(6, 4, 3, 3, generator=seeded(1)), torch.randn(6, 2, 2, 2, generator=seeded(2))]]
+    shuffled = [[r[torch.randperm(6, generator=seeded(3))] for r in scale] for scale in real]
+    assert feature_matching_loss(real, shuffled, 10.0, "batch_mean").item() == pytest.approx(0.0, abs=1e-6)
+    assert feature_matching_loss(real, shuffled, 10.0, "paired").item() > 1.0
+    # by hand: the batch means 0 and 1 per unit differ by 1 in every unit of one layer → λ · 1
+    zeros, ones = [[torch.zeros(2, 3, 1, 1)]], [[torch.tensor([0.0, 2.0]).view(2, 1, 1, 1).expand(2, 3, 1, 1)]]
+    assert feature_matching_loss(zeros, ones, 10.0, "batch_mean").item() == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize(("norm", "instance_norms"), [("instance", 3), ("none", 0)])
+def test_discriminator_normalisation_is_a_setting(norm, instance_norms):
+    model = HierGAN(HierGANConfig(nz=8, ngf=8, width=8, ndf=8, d_norm=norm), DataSpec(3, 32), CPU)
+    for d in [*model.d.scales, model.d_coarse]:
+        assert sum(isinstance(m, nn.InstanceNorm2d) for m in d.modules()) == instance_norms  # pix2pixHD: one per layer after the first
+
+
+def test_unknown_settings_are_refused_by_name():
+    with pytest.raises(UsageError, match="d_norm"):
+        HierGAN.check_data(HierGANConfig(d_norm="batch"), DataSpec(3, 32))
+    with pytest.raises(UsageError, match="feature_matching"):
+        HierGAN.check_data(HierGANConfig(feature_matching="mean"), DataSpec(3, 32))
+
+
 def test_discriminator_scales_are_the_gaussian_pyramid_of_the_input():
     d = MultiScaleDiscriminator(channels=3, ndf=8, n_layers=3, scales=3)
     seen: list[torch.Tensor] = []
@@ -163,7 +189,8 @@ def test_discriminator_scales_are_the_gaussian_pyramid_of_the_input():
 
 def test_train_step_losses_are_the_pix2pixhd_objective():
     """d_loss, g_gan, g_fm and the coarse terms, recomputed by hand from the networks before the step
-    (pix2pixHD: G's and D's losses both come from the same, not yet updated, discriminators)."""
+    (pix2pixHD: G's and D's losses both come from the same, not yet updated, discriminators; the
+    default feature matching compares batch means)."""
     torch.manual_seed(0)
     model = HierGAN(TINY, DataSpec(3, 32), CPU)
     model.train_step(images(8, 32, seed=1), None)  # Adam moments and BatchNorm statistics in use
@@ -179,8 +206,8 @@ def test_train_step_losses_are_the_pix2pixhd_objective():
                   for r, f in zip(real_out, fake_out, strict=True))
     d_coarse = 0.5 * (mse(dc_real, torch.ones_like(dc_real)) + mse(dc_fake, torch.zeros_like(dc_fake)))
     g_gan = sum(mse(f[-1], torch.ones_like(f[-1])) for f in fake_out)
-    g_fm = 10.0 * sum((f - r).abs().mean() for rs, fs in zip(real_out, fake_out, strict=True)
-                      for r, f in zip(rs[:-1], fs[:-1], strict=True))
+    g_fm = 10.0 * sum((f.mean(0) - r.mean(0)).abs().mean() for rs, fs in zip(real_out, fake_out, strict=True)
+                      for r, f in zip(rs[:-1], fs[:-1], strict=True))  # batch means (Salimans et al. 2016)
     g_coarse = mse(dc_fake, torch.ones_like(dc_fake))
     torch.manual_seed(5)  # train_step draws the same noise
     losses = model.train_step(x, None)
