@@ -118,7 +118,7 @@ def lsgan_loss(prediction: torch.Tensor, target: float) -> torch.Tensor:
 
 
 def feature_matching_loss(
-    real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]], weight: float, mode: str = "paired"
+    real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]], weight: float, *, mode: str
 ) -> torch.Tensor:
     """pix2pixHD eq. 4: ``weight`` · Σ_scales Σ_layers mean |D^(i)(real) − D^(i)(fake)|, real features held constant.
 
@@ -300,7 +300,7 @@ class HierGAN(GenerativeModel, ProducesPyramid):
             gen_out = self.d(fake)
             g_gan = sum(lsgan_loss(out[-1], 1.0) for out in gen_out)
             g_fm = feature_matching_loss([r[:-1] for r in real_out], [g[:-1] for g in gen_out], self.config.lambda_fm,
-                                         self.config.feature_matching)
+                                         mode=self.config.feature_matching)
             g_coarse = torch.zeros((), device=self.device)
             if self.d_coarse is not None:
                 g_coarse = lsgan_loss(self.d_coarse(fakes[0])[-1], 1.0)

@@ -137,11 +137,11 @@ def test_feature_matching_loss_by_hand():
         [torch.tensor([[[[0.25]]]])],
     ]
     # mean |·| per layer: (1 + 1 + 2 + 0)/4 = 1, (1 + 0)/2 = 0.5, 0.25; summed over layers and scales, × λ
-    assert feature_matching_loss(real, fake, 10.0).item() == pytest.approx(17.5)
-    assert feature_matching_loss(real, real, 10.0).item() == 0.0
+    assert feature_matching_loss(real, fake, 10.0, mode="paired").item() == pytest.approx(17.5)
+    assert feature_matching_loss(real, real, 10.0, mode="paired").item() == 0.0
     real_leaf = [[r.clone().requires_grad_(True) for r in scale] for scale in real]
     fake_leaf = [[f.clone().requires_grad_(True) for f in scale] for scale in fake]
-    feature_matching_loss(real_leaf, fake_leaf, 10.0).backward()
+    feature_matching_loss(real_leaf, fake_leaf, 10.0, mode="paired").backward()
     assert all(r.grad is None for scale in real_leaf for r in scale), "the real features must be held constant"
     assert all(f.grad is not None for scale in fake_leaf for f in scale)
 
@@ -151,11 +151,11 @@ def test_batch_mean_feature_matching_ignores_which_fake_meets_which_real():
     # (Salimans et al. 2016). A permuted batch of the real features matches; paired L1 says it does not.
     real = [[torch.randn(6, 4, 3, 3, generator=seeded(1)), torch.randn(6, 2, 2, 2, generator=seeded(2))]]
     shuffled = [[r[torch.randperm(6, generator=seeded(3))] for r in scale] for scale in real]
-    assert feature_matching_loss(real, shuffled, 10.0, "batch_mean").item() == pytest.approx(0.0, abs=1e-6)
-    assert feature_matching_loss(real, shuffled, 10.0, "paired").item() > 1.0
+    assert feature_matching_loss(real, shuffled, 10.0, mode="batch_mean").item() == pytest.approx(0.0, abs=1e-6)
+    assert feature_matching_loss(real, shuffled, 10.0, mode="paired").item() > 1.0
     # by hand: the batch means 0 and 1 per unit differ by 1 in every unit of one layer → λ · 1
     zeros, ones = [[torch.zeros(2, 3, 1, 1)]], [[torch.tensor([0.0, 2.0]).view(2, 1, 1, 1).expand(2, 3, 1, 1)]]
-    assert feature_matching_loss(zeros, ones, 10.0, "batch_mean").item() == pytest.approx(10.0)
+    assert feature_matching_loss(zeros, ones, 10.0, mode="batch_mean").item() == pytest.approx(10.0)
 
 
 @pytest.mark.parametrize(("norm", "instance_norms"), [("instance", 3), ("none", 0)])
